@@ -1,0 +1,358 @@
+"""The asyncio driver: :class:`AsyncConversation` and :class:`AsyncStream`.
+
+It runs the same turn engine as the blocking driver with asyncio I/O: the aiohttp transport,
+tool handlers as tasks (blocking ones in threads), ``asyncio.sleep`` for backoff. Timeouts use
+one watchdog timer per model call that is re-armed only when it fires, so the per-chunk cost
+is a clock read, not a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from types import TracebackType
+from typing import Any
+
+from ._chunks import ChunkType, Response, StreamChunk
+from ._core import ConversationCore
+from ._errors import (
+    APIConnectionError,
+    PromptKitError,
+    ProviderError,
+    StreamInterruptedError,
+    TurnTimeout,
+)
+from ._messages import Message, ToolResult
+from ._timeouts import RoundClock
+from ._tools import Invocation, result_from_exception, result_from_value
+from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, TurnPlan, run_turn
+from .providers._base import ModelRequest, RoundDecoder
+from .transport._base import AsyncBody
+
+__all__ = ["AsyncConversation", "AsyncStream"]
+
+
+class _Watchdog:
+    """Cancels the reading task when the round clock's current limit passes.
+
+    The reader only moves ``clock.limit`` forward; the timer notices when it fires and re-arms
+    itself for the new limit instead of cancelling.
+    """
+
+    __slots__ = ("_handle", "_loop", "_task", "clock", "error")
+
+    def __init__(self, clock: RoundClock) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self.clock = clock
+        self.error: ProviderError | None = None
+        self._handle = self._arm()
+
+    def _arm(self) -> asyncio.TimerHandle:
+        # RoundClock uses time.monotonic(), as does the default event loop's clock.
+        delay = max(0.0, self.clock.limit - time.monotonic())
+        return self._loop.call_later(min(delay, 86400.0), self._fire)
+
+    def _fire(self) -> None:
+        if time.monotonic() >= self.clock.limit:
+            self.error = self.clock.expired_error()
+            if self._task is not None:
+                self._task.cancel()
+        else:
+            self._handle = self._arm()
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+    def claim(self) -> ProviderError | None:
+        """After a CancelledError: our timeout (the cancellation is then consumed), or None."""
+        if self.error is not None and self._task is not None:
+            self._task.uncancel()
+        return self.error
+
+
+class AsyncStream:
+    """The chunks of one turn, as they arrive: ``async for`` it, ``async with`` it.
+
+        async with conv.stream("Tell me a story") as stream:
+            async for chunk in stream:
+                print(chunk.text, end="")
+    """
+
+    def __init__(self, conversation: AsyncConversation, plan: TurnPlan) -> None:
+        self._conversation = conversation
+        self._plan = plan
+        self._version = 0
+        self._response: Response | None = None
+        self._error: PromptKitError | None = None
+        self._released = False
+        self._chunks = self._run()
+
+    def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        return self._chunks
+
+    async def __anext__(self) -> StreamChunk:
+        return await self._chunks.__anext__()
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    @property
+    def response(self) -> Response | None:
+        """The turn's :class:`Response` once DONE was delivered, else ``None``."""
+        return self._response
+
+    @property
+    def error(self) -> PromptKitError | None:
+        """The error delivered in the ERROR chunk, if the turn failed."""
+        return self._error
+
+    async def aclose(self) -> None:
+        """Stop the turn now (if still running) and release its connection. Idempotent."""
+        await self._chunks.aclose()
+        self._release()
+
+    async def close(self) -> None:
+        """Alias of :meth:`aclose`."""
+        await self.aclose()
+
+    async def until_done(self) -> Response:
+        """Drain the stream and return the Response, raising the turn's error if it failed."""
+        async for _ in self._chunks:
+            pass
+        if self._error is not None:
+            raise self._error
+        if self._response is None:
+            raise RuntimeError("the stream was closed before the turn finished")
+        return self._response
+
+    async def text(self) -> str:
+        """Drain the stream and return the final answer's text."""
+        return (await self.until_done()).text
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._conversation._end_turn()
+
+    async def _run(self) -> AsyncGenerator[StreamChunk, None]:
+        conversation = self._conversation
+        engine = None
+        try:
+            history, self._version = await conversation._load()
+            self._plan = replace(self._plan, history=history)
+            engine = run_turn(self._plan)
+            action: Any = next(engine)
+            while True:
+                kind = type(action)
+                if kind is CallModel:
+                    box: list[RoundOutcome] = []
+                    async for chunk in self._call_model(action.request, box):
+                        yield chunk
+                    action = engine.send(box[0])
+                elif kind is Emit:
+                    yield action.chunk
+                    action = next(engine)
+                elif kind is RunTools:
+                    action = engine.send(await self._run_tools(action.runs))
+                elif kind is Backoff:
+                    await self._sleep(action.seconds)
+                    action = next(engine)
+                elif kind is Commit:
+                    await conversation._append(action.messages, self._version)
+                    action = next(engine)
+                else:  # pragma: no cover - the engine yields nothing else
+                    raise AssertionError(f"unknown action {action!r}")
+        except StopIteration as stop:
+            self._response = stop.value
+        except PromptKitError as exc:
+            self._error = exc
+        finally:
+            if engine is not None:
+                engine.close()
+            self._release()
+        if self._error is not None:
+            yield StreamChunk(type=ChunkType.ERROR, error=self._error)
+        elif self._response is not None:
+            yield StreamChunk(type=ChunkType.DONE, response=self._response)
+
+    async def _sleep(self, seconds: float) -> None:
+        remaining = self._plan.deadline - time.monotonic()
+        if seconds >= remaining:
+            raise TurnTimeout("the turn passed its deadline while waiting to retry")
+        await asyncio.sleep(seconds)
+
+    async def _call_model(self, request: ModelRequest, box: list[RoundOutcome]
+                          ) -> AsyncGenerator[StreamChunk, None]:
+        """Stream one model call, yielding its TEXT chunks; the outcome goes into ``box``."""
+        conversation = self._conversation
+        binding = conversation._binding
+        timeouts = conversation._timeouts
+        clock = RoundClock.start(timeouts, self._plan.deadline, time.monotonic())
+        delivered = False
+        body: AsyncBody | None = None
+        decoder: RoundDecoder | None = None
+        watchdog = _Watchdog(clock)
+        try:
+            try:
+                http_request = binding.dialect.build_request(request)
+                connect = timeouts.connect
+                body = await conversation._transport().open(http_request, connect_timeout=connect)
+                if body.status >= 300:
+                    data = await body.read_all()
+                    raise binding.dialect.map_error(body.status, body.headers, data)
+                decoder = binding.dialect.decoder()
+                events = 0
+                monotonic = time.monotonic
+                read = body.read
+                while not decoder.done:
+                    data = await read()
+                    if not data:
+                        break
+                    chunks = decoder.feed(data)
+                    if decoder.events != events:
+                        events = decoder.events
+                        clock.content(monotonic())
+                    for chunk in chunks:
+                        delivered = True
+                        yield chunk
+                result = decoder.finish()
+                box.append(RoundOutcome(result=result, delivered=delivered,
+                                        first_content_at=clock.first_content_at))
+            except asyncio.CancelledError:
+                timeout_error = watchdog.claim()
+                if timeout_error is None:
+                    raise
+                raise timeout_error from None
+        except APIConnectionError as exc:
+            error: PromptKitError = exc
+            if decoder is not None and decoder.events:
+                error = StreamInterruptedError(
+                    f"the connection dropped mid-stream: {exc}", partial_text=decoder.partial_text)
+            box.append(RoundOutcome(error=error, delivered=delivered))
+        except PromptKitError as exc:
+            box.append(RoundOutcome(error=exc, delivered=delivered))
+        finally:
+            watchdog.stop()
+            if body is not None:
+                body.close()
+
+    async def _run_tools(self, runs: Sequence[Invocation]) -> list[ToolResult]:
+        """Run a round's handlers concurrently as tasks; results in call order."""
+        remaining = self._plan.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TurnTimeout("the turn passed its deadline before its tools ran")
+        gathered = asyncio.gather(*(_invoke(run) for run in runs))
+        try:
+            if remaining == float("inf"):
+                return list(await gathered)
+            return list(await asyncio.wait_for(gathered, remaining))
+        except TimeoutError:
+            raise TurnTimeout("the turn passed its deadline while its tools ran") from None
+
+
+async def _invoke(run: Invocation) -> ToolResult:
+    """Await an async handler, or run a blocking one in a thread, and wrap the outcome."""
+    try:
+        if run.tool.is_async:
+            value = await run.tool.fn(*run.args())
+        else:
+            value = await asyncio.to_thread(run.tool.fn, *run.args())
+            if asyncio.iscoroutine(value):
+                value = await value
+    except Exception as exc:
+        return result_from_exception(run.call, exc)
+    return result_from_value(run.call, value)
+
+
+class AsyncConversation(ConversationCore):
+    """A conversation with one prompt of a pack, driven from asyncio code.
+
+    Open one with :func:`promptkit.open_async`; it mirrors :class:`Conversation` method for
+    method, with ``send``, ``clear``, ``fork`` and ``aclose`` awaited and ``stream`` returning
+    an :class:`AsyncStream`.
+
+        async with promptkit.open_async("hello.pack.json", "chat") as conv:
+            print((await conv.send("Hello!")).text)
+    """
+
+    async def send(self, message: str | Message, *, timeout: float | None = None) -> Response:
+        """Run one turn and return its Response; raises the turn's error if it fails."""
+        return await self.stream(message, timeout=timeout).until_done()
+
+    def stream(self, message: str | Message, *, timeout: float | None = None) -> AsyncStream:
+        """Start one turn and return its :class:`AsyncStream` of chunks.
+
+        Problems found before any network call (closed or busy conversation, missing or invalid
+        variables) raise here; failures during the turn arrive as an ERROR chunk.
+        """
+        self._begin_turn()
+        try:
+            plan = self._plan_turn(message, timeout)
+        except BaseException:
+            self._end_turn()
+            raise
+        return AsyncStream(self, plan)
+
+    @property
+    def messages(self) -> list[Message]:
+        """The committed history (completed turns only), oldest first."""
+        return list(self._load_now()[0])
+
+    async def clear(self) -> None:
+        """Forget the history; variables and tools stay."""
+        self._begin_turn()
+        try:
+            await _maybe_await(self._store.delete(self._id))
+        finally:
+            self._end_turn()
+
+    async def fork(self) -> AsyncConversation:
+        """An independent copy: same history, variables and tools, a new id."""
+        kwargs = self._fork_kwargs()
+        await _maybe_await(self._store.fork(self._id, kwargs["conversation_id"]))
+        return AsyncConversation(**kwargs)
+
+    async def aclose(self) -> None:
+        """Close the conversation; later turns raise ConversationClosedError. Idempotent."""
+        self._closed = True
+
+    async def close(self) -> None:
+        """Alias of :meth:`aclose`."""
+        await self.aclose()
+
+    async def __aenter__(self) -> AsyncConversation:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    def _transport(self) -> Any:
+        return self._binding.async_transport()
+
+    async def _load(self) -> tuple[tuple[Message, ...], int]:
+        stored = await _maybe_await(self._store.load(self._id))
+        return ((), 0) if stored is None else (stored.messages, stored.version)
+
+    def _load_now(self) -> tuple[tuple[Message, ...], int]:
+        stored = self._store.load(self._id)
+        if asyncio.iscoroutine(stored):
+            stored.close()
+            raise TypeError("this store is async-only: use `await conv.send()` / history APIs")
+        return ((), 0) if stored is None else (stored.messages, stored.version)
+
+    async def _append(self, messages: tuple[Message, ...], version: int) -> None:
+        await _maybe_await(self._store.append(self._id, messages, version))
+
+
+async def _maybe_await(value: Any) -> Any:
+    if asyncio.iscoroutine(value):
+        return await value
+    return value

@@ -1,0 +1,75 @@
+"""Stream chunks: the typed pieces a streaming turn yields, and the turn's final Response."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ._errors import PromptKitError
+from ._messages import Message, ToolCall, ToolResult, Usage
+
+__all__ = ["ChunkType", "Response", "StreamChunk"]
+
+
+class ChunkType(enum.Enum):
+    """What a :class:`StreamChunk` carries. Consumers should ignore types they do not know."""
+
+    TEXT = "text"
+    """``chunk.text`` is the next piece of the model's answer."""
+    TOOL_CALL = "tool_call"
+    """``chunk.tool_call`` is a complete call the model asked for; it runs next."""
+    TOOL_RESULT = "tool_result"
+    """``chunk.tool_result`` is what a tool returned (``is_error`` when it failed)."""
+    DONE = "done"
+    """The turn completed; ``chunk.response`` is the full :class:`Response`. Always last."""
+    ERROR = "error"
+    """The turn failed; ``chunk.error`` is the exception. Nothing follows it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Response:
+    """The outcome of one completed turn.
+
+    ``text`` is the final answer, ``tool_calls`` every tool call of the turn (all rounds),
+    ``usage`` and ``cost`` (USD, ``None`` when the model's price is unknown) are summed over
+    the turn's rounds, never over the whole history. ``duration`` and ``time_to_first_token``
+    are in seconds. ``messages`` are the messages the turn added to the history.
+    """
+
+    text: str
+    message: Message
+    usage: Usage
+    cost: float | None
+    finish_reason: str | None
+    tool_calls: tuple[ToolCall, ...]
+    tool_results: tuple[ToolResult, ...]
+    duration: float
+    time_to_first_token: float | None
+    model: str
+    provider: str
+    messages: tuple[Message, ...]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamChunk:
+    """One item of a stream; check ``type`` (or ``error``) to know which field is set.
+
+        >>> chunk = StreamChunk(type=ChunkType.TEXT, text="Hi")
+        >>> chunk.text, chunk.error
+        ('Hi', None)
+    """
+
+    type: ChunkType
+    text: str = ""
+    tool_call: ToolCall | None = None
+    tool_result: ToolResult | None = None
+    response: Response | None = None
+    error: PromptKitError | None = None
+
+
+def text_chunk(text: str) -> StreamChunk:
+    """The hot-path constructor for TEXT chunks."""
+    return StreamChunk(type=ChunkType.TEXT, text=text)

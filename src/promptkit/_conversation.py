@@ -1,0 +1,297 @@
+"""The blocking driver: :class:`Conversation` and :class:`Stream`.
+
+It runs the turn engine (``_turn.run_turn``) with blocking I/O: the shared stdlib HTTP
+transport, tool handlers in a thread pool, ``time.sleep`` for backoff. Its twin for asyncio is
+``_async_conversation.py``; both expose the same methods and yield the same chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from types import TracebackType
+from typing import Any
+
+from ._chunks import ChunkType, Response, StreamChunk
+from ._core import ConversationCore
+from ._errors import APIConnectionError, PromptKitError, StreamInterruptedError, TurnTimeout
+from ._messages import Message, ToolResult
+from ._timeouts import RoundClock
+from ._tools import Invocation, result_from_exception, result_from_value
+from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, TurnPlan, run_turn
+from .providers._base import ModelRequest, RoundDecoder
+from .transport._base import ReadTimeout, SyncBody
+
+__all__ = ["Conversation", "Stream"]
+
+_MAX_TOOL_THREADS = 10
+
+
+class Stream:
+    """The chunks of one turn, as they arrive. Iterate it; use it as a context manager.
+
+    Leaving the ``with`` block, breaking out of the loop or calling :meth:`close` stops the
+    generation and releases the connection; nothing of an unfinished turn is committed.
+
+        with conv.stream("Tell me a story") as stream:
+            for chunk in stream:
+                print(chunk.text, end="")
+        print(stream.response.usage)
+    """
+
+    def __init__(self, conversation: Conversation, plan: TurnPlan) -> None:
+        self._conversation = conversation
+        self._plan = plan
+        self._version = 0
+        self._response: Response | None = None
+        self._error: PromptKitError | None = None
+        self._released = False
+        self._chunks = self._run()
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        return self._chunks
+
+    def __next__(self) -> StreamChunk:
+        return next(self._chunks)
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    @property
+    def response(self) -> Response | None:
+        """The turn's :class:`Response` once DONE was delivered, else ``None``."""
+        return self._response
+
+    @property
+    def error(self) -> PromptKitError | None:
+        """The error delivered in the ERROR chunk, if the turn failed."""
+        return self._error
+
+    def close(self) -> None:
+        """Stop the turn now (if still running) and release its connection. Idempotent."""
+        self._chunks.close()
+        self._release()
+
+    def until_done(self) -> Response:
+        """Drain the stream and return the Response, raising the turn's error if it failed."""
+        for _ in self._chunks:
+            pass
+        if self._error is not None:
+            raise self._error
+        if self._response is None:
+            raise RuntimeError("the stream was closed before the turn finished")
+        return self._response
+
+    def text(self) -> str:
+        """Drain the stream and return the final answer's text."""
+        return self.until_done().text
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._conversation._end_turn()
+
+    def _run(self) -> Generator[StreamChunk, None, None]:
+        conversation = self._conversation
+        engine = None
+        try:
+            history, self._version = conversation._load()
+            self._plan = replace(self._plan, history=history)
+            engine = run_turn(self._plan)
+            action: Any = next(engine)
+            while True:
+                kind = type(action)
+                if kind is CallModel:
+                    outcome = yield from self._call_model(action.request)
+                    action = engine.send(outcome)
+                elif kind is Emit:
+                    yield action.chunk
+                    action = next(engine)
+                elif kind is RunTools:
+                    action = engine.send(self._run_tools(action.runs))
+                elif kind is Backoff:
+                    self._sleep(action.seconds)
+                    action = next(engine)
+                elif kind is Commit:
+                    conversation._store.append(conversation.id, action.messages, self._version)
+                    action = next(engine)
+                else:  # pragma: no cover - the engine yields nothing else
+                    raise AssertionError(f"unknown action {action!r}")
+        except StopIteration as stop:
+            self._response = stop.value
+        except PromptKitError as exc:
+            self._error = exc
+        finally:
+            if engine is not None:
+                engine.close()
+            self._release()
+        if self._error is not None:
+            yield StreamChunk(type=ChunkType.ERROR, error=self._error)
+        elif self._response is not None:
+            yield StreamChunk(type=ChunkType.DONE, response=self._response)
+
+    def _sleep(self, seconds: float) -> None:
+        remaining = self._plan.deadline - time.monotonic()
+        if seconds >= remaining:
+            raise TurnTimeout("the turn passed its deadline while waiting to retry")
+        time.sleep(seconds)
+
+    def _call_model(self, request: ModelRequest) -> Generator[StreamChunk, None, RoundOutcome]:
+        """Stream one model call, yielding its TEXT chunks; errors become the outcome."""
+        conversation = self._conversation
+        binding = conversation._binding
+        timeouts = conversation._timeouts
+        clock = RoundClock.start(timeouts, self._plan.deadline, time.monotonic())
+        delivered = False
+        body: SyncBody | None = None
+        decoder: RoundDecoder | None = None
+        try:
+            http_request = binding.dialect.build_request(request)
+            wait_for = clock.limit - time.monotonic()
+            if wait_for <= 0:
+                raise clock.expired_error()
+            connect = timeouts.connect if timeouts.connect is not None else wait_for
+            try:
+                body = binding.sync_transport().open(
+                    http_request, connect_timeout=min(connect, wait_for), read_timeout=wait_for)
+            except ReadTimeout:
+                raise clock.expired_error() from None
+            if body.status >= 300:
+                data = body.read_all(max(0.001, clock.limit - time.monotonic()))
+                raise binding.dialect.map_error(body.status, body.headers, data)
+            decoder = binding.dialect.decoder()
+            events = 0
+            monotonic = time.monotonic
+            while not decoder.done:
+                wait_for = clock.limit - monotonic()
+                if wait_for <= 0:
+                    raise clock.expired_error()
+                try:
+                    data = body.read(wait_for)
+                except ReadTimeout:
+                    raise clock.expired_error() from None
+                if not data:
+                    break
+                chunks = decoder.feed(data)
+                if decoder.events != events:
+                    events = decoder.events
+                    clock.content(monotonic())
+                for chunk in chunks:
+                    delivered = True
+                    yield chunk
+            result = decoder.finish()
+            return RoundOutcome(result=result, delivered=delivered,
+                                first_content_at=clock.first_content_at)
+        except APIConnectionError as exc:
+            error: PromptKitError = exc
+            if decoder is not None and decoder.events:
+                error = StreamInterruptedError(
+                    f"the connection dropped mid-stream: {exc}", partial_text=decoder.partial_text)
+            return RoundOutcome(error=error, delivered=delivered)
+        except PromptKitError as exc:
+            return RoundOutcome(error=exc, delivered=delivered)
+        finally:
+            if body is not None:
+                body.close()
+
+    def _run_tools(self, runs: Sequence[Invocation]) -> list[ToolResult]:
+        """Run a round's handlers concurrently in threads; results in call order."""
+        remaining = self._plan.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TurnTimeout("the turn passed its deadline before its tools ran")
+        if len(runs) == 1 and not runs[0].tool.is_async:
+            return [_invoke(runs[0])]  # no thread hop for the common case
+        pool = ThreadPoolExecutor(max_workers=min(len(runs), _MAX_TOOL_THREADS),
+                                  thread_name_prefix="promptkit-tool")
+        try:
+            futures = [pool.submit(_invoke, run) for run in runs]
+            done, _ = wait(futures, timeout=None if remaining == float("inf") else remaining)
+            if len(done) != len(futures):
+                raise TurnTimeout("the turn passed its deadline while its tools ran")
+            return [future.result() for future in futures]
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _invoke(run: Invocation) -> ToolResult:
+    """Call one handler (an ``async def`` one in a private event loop) and wrap the outcome."""
+    try:
+        value = run.tool.fn(*run.args())
+        if run.tool.is_async or asyncio.iscoroutine(value):
+            value = asyncio.run(value)
+    except Exception as exc:
+        return result_from_exception(run.call, exc)
+    return result_from_value(run.call, value)
+
+
+class Conversation(ConversationCore):
+    """A conversation with one prompt of a pack, driven from blocking code.
+
+    Open one with :func:`promptkit.open`. ``send`` runs a whole turn (tool loop included) and
+    returns its :class:`Response`; ``stream`` yields the turn's chunks as they arrive.
+
+        with promptkit.open("hello.pack.json", "chat", variables={"user_name": "Ada"}) as conv:
+            print(conv.send("Hello!").text)
+    """
+
+    def send(self, message: str | Message, *, timeout: float | None = None) -> Response:
+        """Run one turn and return its Response; raises the turn's error if it fails."""
+        return self.stream(message, timeout=timeout).until_done()
+
+    def stream(self, message: str | Message, *, timeout: float | None = None) -> Stream:
+        """Start one turn and return its :class:`Stream` of chunks.
+
+        Problems found before any network call (closed or busy conversation, missing or invalid
+        variables) raise here; failures during the turn arrive as an ERROR chunk.
+        """
+        self._begin_turn()
+        try:
+            plan = self._plan_turn(message, timeout)
+        except BaseException:
+            self._end_turn()
+            raise
+        return Stream(self, plan)
+
+    @property
+    def messages(self) -> list[Message]:
+        """The committed history (completed turns only), oldest first."""
+        return list(self._load()[0])
+
+    def clear(self) -> None:
+        """Forget the history; variables and tools stay."""
+        self._begin_turn()
+        try:
+            self._store.delete(self._id)
+        finally:
+            self._end_turn()
+
+    def fork(self) -> Conversation:
+        """An independent copy: same history, variables and tools, a new id."""
+        kwargs = self._fork_kwargs()
+        self._store.fork(self._id, kwargs["conversation_id"])
+        return Conversation(**kwargs)
+
+    def close(self) -> None:
+        """Close the conversation; later turns raise ConversationClosedError. Idempotent."""
+        self._closed = True
+
+    def __enter__(self) -> Conversation:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _load(self) -> tuple[tuple[Message, ...], int]:
+        stored = self._store.load(self._id)
+        return ((), 0) if stored is None else (stored.messages, stored.version)

@@ -1,0 +1,228 @@
+"""What the sync and async conversations share: state, variables, tools and turn planning.
+
+No I/O happens here (apart from the in-memory store calls of the sync side); the drivers in
+``_conversation.py`` and ``_async_conversation.py`` add ``send``/``stream`` and closing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from ._errors import ConversationBusyError, ConversationClosedError
+from ._messages import Message
+from ._retry import RetryPolicy
+from ._timeouts import Timeouts, turn_deadline
+from ._tools import ToolHandler, ToolRegistry
+from ._turn import TurnPlan
+from .providers._base import ToolDefinition
+
+if TYPE_CHECKING:
+    from ._pack import Pack, PromptSpec
+    from ._variables import VariableSet
+    from .providers._select import Binding
+
+__all__ = ["ConversationCore"]
+
+F = TypeVar("F", bound=ToolHandler)
+
+
+class ConversationCore:
+    """Shared state of one conversation with one prompt of a pack."""
+
+    def __init__(
+        self,
+        *,
+        pack: Pack,
+        prompt: PromptSpec,
+        binding: Binding,
+        variables: VariableSet,
+        store: Any,
+        conversation_id: str | None,
+        timeouts: Timeouts,
+        max_retries: int,
+        tools: ToolRegistry | None = None,
+    ) -> None:
+        self._pack = pack
+        self._prompt = prompt
+        self._binding = binding
+        self._variables = variables
+        self._store = store
+        self._id = conversation_id or uuid.uuid4().hex
+        self._timeouts = timeouts
+        self._retry = RetryPolicy(max_retries=max_retries)
+        self._tools = tools if tools is not None else ToolRegistry()
+        self._template = _compile(prompt.system_template)
+        self._turn_lock = threading.Lock()
+        self._closed = False
+
+    # --- identity ------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The conversation id (a store key)."""
+        return self._id
+
+    @property
+    def provider(self) -> str:
+        """The provider name this conversation talks to (``"openai"``, ``"mock"`` ...)."""
+        return self._binding.provider
+
+    @property
+    def model(self) -> str:
+        """The model name sent to the provider."""
+        return self._binding.model
+
+    @property
+    def prompt(self) -> PromptSpec:
+        """The pack prompt this conversation runs."""
+        return self._prompt
+
+    @property
+    def pack(self) -> Pack:
+        return self._pack
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(id={self._id!r}, prompt={self._prompt.name!r}, "
+                f"provider={self.provider!r}, model={self.model!r})")
+
+    # --- variables -----------------------------------------------------------------------
+
+    def set_var(self, name: str, value: Any) -> None:
+        """Set a template variable; it applies from the next turn on."""
+        self._variables.set_many({name: value})
+
+    def set_vars(self, values: Mapping[str, Any]) -> None:
+        """Set several variables; values are stringified (``True`` → ``"true"``)."""
+        self._variables.set_many(values)
+
+    def get_var(self, name: str) -> str | None:
+        """A variable's value (or its pack default), or ``None``."""
+        return self._variables.get(name)
+
+    def set_vars_from_env(self, prefix: str) -> None:
+        """Set ``PREFIX_USER_NAME=Ada`` as variable ``user_name``, for every such variable."""
+        self._variables.set_from_env(prefix)
+
+    @property
+    def variables(self) -> dict[str, str]:
+        """The effective variables (defaults included), as a copy."""
+        return self._variables.snapshot()
+
+    def render_system_prompt(self) -> str:
+        """The system prompt as the next turn would send it (raises if variables are missing)."""
+        return self._variables.resolve(self._template, self._pack.fragments, self._prompt.name)
+
+    # --- tools ---------------------------------------------------------------------------
+
+    def on_tool(self, name: str, handler: ToolHandler) -> None:
+        """Run ``handler(args)`` (or ``handler(args, ctx)``) when the model calls ``name``."""
+        self._tools.register(name, handler)
+
+    def on_tools(self, handlers: Mapping[str, ToolHandler]) -> None:
+        """Register several handlers at once."""
+        for name, handler in handlers.items():
+            self._tools.register(name, handler)
+
+    @overload
+    def tool(self, name_or_fn: F, /) -> F: ...
+
+    @overload
+    def tool(self, name_or_fn: str | None = None, /) -> Callable[[F], F]: ...
+
+    def tool(self, name_or_fn: Any = None, /) -> Any:
+        """Decorator form of :meth:`on_tool`: ``@conv.tool`` or ``@conv.tool("name")``."""
+        if callable(name_or_fn):
+            self._tools.register(name_or_fn.__name__, name_or_fn)
+            return name_or_fn
+
+        def register(fn: F) -> F:
+            self._tools.register(name_or_fn or fn.__name__, fn)
+            return fn
+
+        return register
+
+    def _tool_definitions(self, registered: Mapping[str, Any]) -> tuple[ToolDefinition, ...]:
+        """The tools offered to the model: the prompt's pack tools that have a handler."""
+        definitions = []
+        for name in self._prompt.tools:
+            spec = self._pack.tools.get(name)
+            if spec is None or name not in registered or name in self._prompt.tool_policy.blocklist:
+                continue
+            definitions.append(ToolDefinition(name=spec.name, description=spec.description,
+                                              parameters=spec.parameters))
+        return tuple(definitions)
+
+    # --- turns ---------------------------------------------------------------------------
+
+    def _begin_turn(self) -> None:
+        if self._closed:
+            raise ConversationClosedError(f"conversation {self._id!r} is closed")
+        if not self._turn_lock.acquire(blocking=False):
+            raise ConversationBusyError(
+                f"conversation {self._id!r} is already running a turn; wait for it to finish, "
+                "or fork() the conversation for parallel work")
+
+    def _end_turn(self) -> None:
+        self._turn_lock.release()
+
+    def _plan_turn(self, message: str | Message, timeout: float | None) -> TurnPlan:
+        """Render and validate everything a turn needs; raises before any network call."""
+        user = _user_message(message)
+        system = self.render_system_prompt()
+        handlers = self._tools.snapshot()
+        policy = self._prompt.tool_policy
+        now = time.monotonic()
+        tool_choice = policy.tool_choice if policy.tool_choice != "auto" else None
+        return TurnPlan(
+            conversation_id=self._id,
+            provider=self.provider,
+            model=self.model,
+            system=system,
+            history=(),
+            user_message=user,
+            tools=self._tool_definitions(handlers),
+            handlers=handlers,
+            allowed_tools=frozenset(self._prompt.tools),
+            parameters=dict(self._prompt.parameters),
+            tool_choice=tool_choice,
+            max_rounds=policy.max_rounds,
+            max_tool_calls=policy.max_tool_calls_per_turn,
+            blocklist=tuple(policy.blocklist),
+            retry=self._retry,
+            deadline=turn_deadline(self._timeouts, timeout, now),
+            started=now,
+        )
+
+    def _fork_kwargs(self) -> dict[str, Any]:
+        return {
+            "pack": self._pack, "prompt": self._prompt, "binding": self._binding,
+            "variables": self._variables.copy(), "store": self._store,
+            "conversation_id": f"{self._id}-fork-{uuid.uuid4().hex[:8]}",
+            "timeouts": self._timeouts, "max_retries": self._retry.max_retries,
+            "tools": self._tools.copy(),
+        }
+
+
+def _user_message(message: str | Message) -> Message:
+    if isinstance(message, Message):
+        if message.role != "user":
+            raise ValueError(f"a turn starts with a user message, not {message.role!r}")
+        return message
+    if not isinstance(message, str):
+        raise TypeError(f"message must be a str or a Message, not {type(message).__name__}")
+    return Message(role="user", text=message)
+
+
+def _compile(template: str) -> Any:
+    from ._template import CompiledTemplate
+
+    return CompiledTemplate(template)
+

@@ -1,0 +1,119 @@
+"""Opening conversations: ``promptkit.open`` / ``open_async`` and ``Pack.open`` / ``open_async``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._timeouts import Timeouts
+
+if TYPE_CHECKING:
+    from ._async_conversation import AsyncConversation
+    from ._conversation import Conversation
+    from ._pack import Pack
+
+__all__ = ["open", "open_async"]
+
+
+
+def _conversation_kwargs(
+    pack: Pack,
+    prompt: str,
+    *,
+    provider: str | None,
+    model: str | None,
+    api_key: str | None,
+    base_url: str | None,
+    variables: Mapping[str, Any] | None,
+    store: Any,
+    conversation_id: str | None,
+    timeouts: Timeouts | None,
+    max_retries: int,
+    mock_responses: Any,
+) -> dict[str, Any]:
+    from ._variables import VariableSet
+    from .providers._select import resolve_provider
+    from .stores.memory import MemoryStore
+
+    spec = pack.prompt(prompt)
+    if max_retries < 0:
+        raise ValueError("max_retries must be 0 or more")
+    hint = pack.provider
+    binding = resolve_provider(
+        provider=provider, model=model, api_key=api_key, base_url=base_url,
+        pack_provider=hint.name if hint else None, pack_model=hint.model if hint else None,
+        mock_responses=mock_responses,
+    )
+    values = VariableSet(spec.variables, dict(variables or {}))
+    return {
+        "pack": pack, "prompt": spec, "binding": binding, "variables": values,
+        "store": store if store is not None else MemoryStore(),
+        "conversation_id": conversation_id, "timeouts": timeouts or Timeouts(),
+        "max_retries": max_retries,
+    }
+
+
+def _as_pack(pack: str | os.PathLike[str] | Pack) -> Pack:
+    from ._pack import Pack, load_pack
+
+    return pack if isinstance(pack, Pack) else load_pack(pack)
+
+
+def open(  # noqa: A001 - the public name mirrors the Go SDK's Open
+    pack: str | os.PathLike[str] | Pack,
+    prompt: str,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+    store: Any = None,
+    conversation_id: str | None = None,
+    timeouts: Timeouts | None = None,
+    max_retries: int = 2,
+    mock_responses: Any = None,
+) -> Conversation:
+    """Open a conversation with prompt ``prompt`` of the pack at ``pack`` (a path or a Pack).
+
+    The provider is chosen by ``provider=``, else the pack's ``provider`` block, else the
+    model-name prefix, else the environment (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``,
+    ``GEMINI_API_KEY``/``GOOGLE_API_KEY``, ``OLLAMA_HOST``). ``provider="mock"`` runs offline
+    (``mock_responses=`` takes a PromptKit mock-responses YAML/JSON path or mapping).
+
+        conv = promptkit.open("hello.pack.json", "chat", variables={"user_name": "Ada"})
+    """
+    from ._conversation import Conversation
+
+    return Conversation(**_conversation_kwargs(
+        _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,
+        base_url=base_url, variables=variables, store=store, conversation_id=conversation_id,
+        timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses))
+
+
+def open_async(
+    pack: str | os.PathLike[str] | Pack,
+    prompt: str,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+    store: Any = None,
+    conversation_id: str | None = None,
+    timeouts: Timeouts | None = None,
+    max_retries: int = 2,
+    mock_responses: Any = None,
+) -> AsyncConversation:
+    """The asyncio twin of :func:`open`; use with ``async with``.
+
+        async with promptkit.open_async("hello.pack.json", "chat") as conv: ...
+    """
+    from ._async_conversation import AsyncConversation
+
+    return AsyncConversation(**_conversation_kwargs(
+        _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,
+        base_url=base_url, variables=variables, store=store, conversation_id=conversation_id,
+        timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses))

@@ -1,0 +1,76 @@
+"""Turn token usage into USD cost from a pricing table that is data, not code.
+
+The bundled table (``_data/pricing.json``) says when it was checked. Models match by exact
+name, then by the longest known name followed by ``-`` (``gpt-4o-mini-2024-07-18`` →
+``gpt-4o-mini``), after
+dropping a ``vendor/`` prefix (``openai/gpt-4o`` → ``gpt-4o``). Unknown models cost ``None``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from importlib import resources
+
+from ._messages import Usage
+
+__all__ = ["Price", "cost_of", "price_for", "set_price"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Price:
+    """USD per million tokens."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+    def cost(self, usage: Usage) -> float:
+        cached = min(usage.cached_tokens, usage.input_tokens)
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        total = ((usage.input_tokens - cached) * self.input + cached * cached_rate
+                 + usage.output_tokens * self.output)
+        return total / 1_000_000
+
+
+_lock = threading.Lock()
+_table: dict[str, Price] | None = None
+_user: dict[str, Price] = {}
+
+
+def _load() -> dict[str, Price]:
+    global _table
+    if _table is None:
+        raw = json.loads(resources.files("promptkit").joinpath("_data/pricing.json").read_text())
+        _table = {name: Price(**entry) for name, entry in raw["models"].items()}
+    return _table
+
+
+def set_price(model: str, *, input: float, output: float, cached_input: float | None = None
+              ) -> None:
+    """Add or override the price of ``model`` (USD per million tokens) for this process.
+
+        >>> promptkit.set_price("my-finetune", input=0.3, output=1.2)  # doctest: +SKIP
+    """
+    with _lock:
+        _user[model] = Price(input=input, output=output, cached_input=cached_input)
+
+
+def price_for(model: str) -> Price | None:
+    """The price of ``model``, or ``None`` if unknown."""
+    name = model.lower().rsplit("/", 1)[-1]
+    with _lock:
+        for table in (_user, _load()):
+            if name in table:
+                return table[name]
+            best = max((k for k in table if name.startswith(k + "-")), key=len, default=None)
+            if best is not None:
+                return table[best]
+    return None
+
+
+def cost_of(model: str, usage: Usage) -> float | None:
+    """USD cost of ``usage`` on ``model``; ``None`` when the model's price is unknown."""
+    price = price_for(model)
+    return None if price is None else price.cost(usage)

@@ -1,0 +1,1 @@
+"""The ``promptkit`` command-line interface."""

@@ -1,0 +1,72 @@
+"""Opening a conversation from command-line options, falling back to the offline mock."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from .._conversation import Conversation
+from .._errors import MissingVariableError, PackError, ProviderNotConfiguredError
+from .main import parse_vars
+
+__all__ = ["open_from_args"]
+
+FALLBACK_NOTICE = (
+    "No LLM provider is configured ({reason}).\n"
+    "Using the offline mock provider; set OPENAI_API_KEY (or ANTHROPIC_API_KEY, GEMINI_API_KEY,"
+    " OLLAMA_HOST) or pass --provider to talk to a real model.\n"
+)
+
+
+def open_from_args(args: argparse.Namespace, *, notice: Callable[[str], None],
+                   ask: Callable[[str], str] | None = None) -> Conversation:
+    """Open the conversation the options describe.
+
+    With no provider configured and none asked for, falls back to ``mock`` after calling
+    ``notice`` with an explanation. Missing required variables are asked for with ``ask`` when
+    given (interactive chat), otherwise the MissingVariableError propagates.
+    """
+    import promptkit
+
+    variables = parse_vars(args.var)
+    mock_responses = args.mock_responses
+    provider = args.provider
+    if mock_responses and provider is None:
+        provider = "mock"
+    options = {"model": args.model, "base_url": args.base_url, "variables": variables,
+               "mock_responses": mock_responses}
+    pack = promptkit.load_pack(args.pack)
+    try:
+        conversation = promptkit.open(pack, args.prompt, provider=provider, **options)
+    except ProviderNotConfiguredError as exc:
+        if provider is not None:
+            raise
+        notice(FALLBACK_NOTICE.format(reason=_first_sentence(str(exc))))
+        pacing = {"delay": 0.02, "first_delay": 0.3}
+        options["mock_responses"] = mock_responses or pacing
+        conversation = promptkit.open(pack, args.prompt, provider="mock", **options)
+    if ask is not None:
+        _ask_missing(conversation, ask)
+    return conversation
+
+
+def _ask_missing(conversation: Conversation, ask: Callable[[str], str]) -> None:
+    for _ in range(20):  # one question per missing variable, bounded
+        try:
+            conversation.render_system_prompt()
+            return
+        except MissingVariableError as exc:
+            name = exc.names[0]
+            conversation.set_var(name, ask(f"{name}: "))
+
+
+def _first_sentence(text: str) -> str:
+    return text.split(":", 1)[0]
+
+
+def report_error(exc: BaseException) -> int:
+    """Print a one-line error (never a traceback for expected failures); exit status 1 or 2."""
+    kind = type(exc).__name__
+    print(f"promptkit: {kind}: {exc}", file=sys.stderr)
+    return 2 if isinstance(exc, PackError) else 1

@@ -1,0 +1,69 @@
+"""``promptkit inspect``: a pack's prompts with their variables, tools and parameters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .._errors import PackError
+from ._session import report_error
+
+__all__ = ["describe", "run_inspect"]
+
+
+def describe(pack: Any) -> dict[str, Any]:
+    """A JSON-able summary of a pack."""
+    prompts = {}
+    for name, spec in pack.prompts.items():
+        prompts[name] = {
+            "description": spec.description,
+            "version": spec.version,
+            "variables": [
+                {"name": v.name, "type": v.type, "required": v.required,
+                 **({"default": v.default} if v.has_default else {}),
+                 **({"description": v.description} if v.description else {})}
+                for v in spec.variables
+            ],
+            "tools": list(spec.tools),
+            "parameters": dict(spec.parameters),
+            "tool_policy": {"tool_choice": spec.tool_policy.tool_choice,
+                            "max_rounds": spec.tool_policy.max_rounds},
+        }
+    return {
+        "id": pack.id, "name": pack.name, "version": pack.version,
+        "provider": None if pack.provider is None else
+        {"name": pack.provider.name, "model": pack.provider.model},
+        "prompts": prompts,
+        "tools": {name: {"description": t.description, "parameters": dict(t.parameters)}
+                  for name, t in pack.tools.items()},
+        "fragments": sorted(pack.fragments),
+    }
+
+
+def run_inspect(path: str, *, as_json: bool) -> int:
+    from .._pack import load_pack
+
+    try:
+        pack = load_pack(path)
+    except PackError as exc:
+        return report_error(exc)
+    info = describe(pack)
+    if as_json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{info['name']} ({info['id']} v{info['version']})")
+    if info["provider"]:
+        print(f"  provider: {info['provider']['name'] or '-'} / {info['provider']['model'] or '-'}")
+    for name, prompt in info["prompts"].items():
+        print(f"\nprompt {name}" + (f" — {prompt['description']}" if prompt["description"] else ""))
+        for var in prompt["variables"]:
+            flag = "required" if var["required"] else f"default {var.get('default')!r}"
+            print(f"  var  {var['name']}: {var['type']} ({flag})")
+        for tool in prompt["tools"]:
+            print(f"  tool {tool}")
+        if prompt["parameters"]:
+            params = ", ".join(f"{k}={v}" for k, v in prompt["parameters"].items())
+            print(f"  parameters: {params}")
+    if info["fragments"]:
+        print(f"\nfragments: {', '.join(info['fragments'])}")
+    return 0

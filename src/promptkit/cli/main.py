@@ -1,0 +1,87 @@
+"""The ``promptkit`` command: chat, send, validate and inspect PromptPack files.
+
+Argument parsing only; each sub-command lives in its own module and loads lazily, so
+``promptkit validate`` never imports the HTTP stack and ``chat`` is the only one using rich.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _add_conversation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pack", help="path to a *.pack.json file")
+    parser.add_argument("prompt", help="name of a prompt in the pack")
+    parser.add_argument("--provider", help="openai, anthropic, gemini, ollama, mock, ...")
+    parser.add_argument("--model", help="model name (default: the pack's or the provider's)")
+    parser.add_argument("--base-url", help="endpoint of an OpenAI-compatible server")
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a template variable (repeatable)")
+    parser.add_argument("--mock-responses", metavar="FILE",
+                        help="PromptKit mock-responses YAML/JSON for --provider mock")
+    parser.add_argument("--timeout", type=float, help="deadline for each turn, in seconds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="promptkit", description="Run and check PromptPack conversations.")
+    parser.add_argument("--version", action="version", version=f"promptkit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    chat = commands.add_parser("chat", help="interactive streaming chat with a prompt")
+    _add_conversation_options(chat)
+
+    send = commands.add_parser("send", help="send one message and stream the answer")
+    _add_conversation_options(send)
+    send.add_argument("message", help="the user message ('-' reads it from standard input)")
+    send.add_argument("--json", action="store_true",
+                      help="print one JSON object per chunk instead of text")
+
+    validate = commands.add_parser("validate", help="check pack files against the schema")
+    validate.add_argument("packs", nargs="+", metavar="PACK")
+
+    inspect = commands.add_parser("inspect", help="show a pack's prompts, variables and tools")
+    inspect.add_argument("pack")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
+    """``["a=1", "b=x=y"]`` → ``{"a": "1", "b": "x=y"}``; rejects items without ``=``."""
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"promptkit: --var expects NAME=VALUE, got {pair!r}")
+        values[name.strip()] = value
+    return values
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "validate":
+        from .validate import run_validate
+
+        return run_validate(args.packs)
+    if args.command == "inspect":
+        from .inspect import run_inspect
+
+        return run_inspect(args.pack, as_json=args.json)
+    if args.command == "send":
+        from .send import run_send
+
+        return run_send(args)
+    from .chat import run_chat
+
+    return run_chat(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

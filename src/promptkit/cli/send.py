@@ -1,0 +1,77 @@
+"""``promptkit send``: one message, the answer streamed to standard output (or as JSON lines)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .._chunks import ChunkType, Response, StreamChunk
+from .._errors import APIStatusError, PromptKitError
+from ._session import open_from_args, report_error
+
+__all__ = ["chunk_to_json", "run_send"]
+
+
+def response_to_json(response: Response) -> dict[str, Any]:
+    return {
+        "text": response.text,
+        "finish_reason": response.finish_reason,
+        "usage": response.usage.to_dict(),
+        "cost": response.cost,
+        "model": response.model,
+        "provider": response.provider,
+        "duration": round(response.duration, 6),
+        "time_to_first_token": response.time_to_first_token,
+        "tool_calls": [call.to_dict() for call in response.tool_calls],
+    }
+
+
+def error_to_json(error: PromptKitError) -> dict[str, Any]:
+    data: dict[str, Any] = {"type": type(error).__name__, "message": str(error),
+                            "retryable": bool(getattr(error, "retryable", False))}
+    if isinstance(error, APIStatusError):
+        data["status_code"] = error.status_code
+    return data
+
+
+def chunk_to_json(chunk: StreamChunk) -> dict[str, Any]:
+    """One chunk as a JSON-able object: ``{"type": "text", "text": ...}`` and so on."""
+    data: dict[str, Any] = {"type": chunk.type.value}
+    if chunk.type is ChunkType.TEXT:
+        data["text"] = chunk.text
+    elif chunk.tool_call is not None:
+        data["tool_call"] = chunk.tool_call.to_dict()
+    elif chunk.tool_result is not None:
+        data["tool_result"] = chunk.tool_result.to_dict()
+    elif chunk.response is not None:
+        data["response"] = response_to_json(chunk.response)
+    elif chunk.error is not None:
+        data["error"] = error_to_json(chunk.error)
+    return data
+
+
+def run_send(args: argparse.Namespace) -> int:
+    message = sys.stdin.read() if args.message == "-" else args.message
+    try:
+        conversation = open_from_args(args, notice=lambda text: print(text, end="",
+                                                                      file=sys.stderr))
+        stream = conversation.stream(message, timeout=args.timeout)
+    except PromptKitError as exc:
+        return report_error(exc)
+    status = 0
+    with stream:
+        for chunk in stream:
+            if args.json:
+                print(json.dumps(chunk_to_json(chunk), ensure_ascii=False), flush=True)
+            elif chunk.type is ChunkType.TEXT:
+                sys.stdout.write(chunk.text)
+                sys.stdout.flush()
+            elif chunk.type is ChunkType.DONE:
+                sys.stdout.write("\n")
+            if chunk.type is ChunkType.ERROR and chunk.error is not None:
+                if not args.json:
+                    sys.stdout.write("\n")
+                status = report_error(chunk.error)
+    return status

@@ -1,0 +1,131 @@
+"""The pure interface every wire dialect implements, and the values that cross it.
+
+A dialect turns a :class:`ModelRequest` into bytes to send (:meth:`Dialect.build_request`),
+decodes the streamed reply incrementally (:meth:`Dialect.decoder`, bytes in, chunks out) and
+maps error replies to the error tree (:meth:`Dialect.map_error`). No dialect does I/O; the
+transport and the two conversation drivers do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .._chunks import StreamChunk
+from .._errors import APIStatusError
+from .._messages import Message, Usage
+
+__all__ = [
+    "Dialect",
+    "Endpoint",
+    "HTTPRequest",
+    "ModelRequest",
+    "RoundDecoder",
+    "RoundResult",
+    "ToolDefinition",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolDefinition:
+    """A tool offered to the model: name, description and JSON-Schema parameters."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRequest:
+    """Everything one model call needs, independent of the wire dialect.
+
+    ``parameters`` holds the pack's sampling parameters by their PromptPack names
+    (``temperature``, ``max_tokens``, ``top_p``, ``top_k``, ``frequency_penalty``,
+    ``presence_penalty``); ``tool_choice`` is ``"auto"``, ``"required"``, ``"none"`` or a tool
+    name, or ``None`` to leave the provider's default.
+    """
+
+    model: str
+    system: str
+    messages: Sequence[Message]
+    tools: Sequence[ToolDefinition] = ()
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    tool_choice: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HTTPRequest:
+    """An HTTP request ready for the transport. ``headers`` may hold secrets: never log them."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+    def __repr__(self) -> str:  # headers carry API keys
+        return f"HTTPRequest(method={self.method!r}, url={self.url!r}, body={len(self.body)} bytes)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    """Where and how to reach a provider: base URL, credentials and extra headers.
+
+    One dialect serves many endpoints (OpenAI, vLLM, llama.cpp, OpenRouter ...).
+    """
+
+    base_url: str
+    api_key: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # never show the key
+        key = "set" if self.api_key else "none"
+        return f"Endpoint(base_url={self.base_url!r}, api_key=<{key}>)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundResult:
+    """What one model call produced once its stream ended cleanly."""
+
+    message: Message
+    usage: Usage
+    finish_reason: str | None
+    model: str | None = None
+
+
+class RoundDecoder(Protocol):
+    """Incremental decoder of one streamed reply: bytes in, chunks out, then a result.
+
+    ``feed`` returns the TEXT chunks completed by these bytes (possibly none). ``done`` becomes
+    true once the dialect's terminator was seen (the driver may stop reading). ``events`` counts
+    content events seen so far (keep-alive comments and pings do not count); drivers use it for
+    first-token and idle timeouts. ``partial_text`` is the text so far. ``finish`` is called at
+    end of stream and returns the result, or raises :class:`StreamInterruptedError` when the
+    stream ended early, :class:`StreamProtocolError` for bytes that are not the dialect, or an
+    :class:`APIStatusError` subclass for an in-band error event (``feed`` may raise those too).
+    """
+
+    done: bool
+    events: int
+
+    @property
+    def partial_text(self) -> str: ...
+
+    def feed(self, data: bytes) -> list[StreamChunk]: ...
+
+    def finish(self) -> RoundResult: ...
+
+
+class Dialect(Protocol):
+    """A wire protocol: request building, stream decoding and error mapping, all pure."""
+
+    #: provider name used in errors and responses, e.g. ``"openai"``
+    name: str
+
+    def build_request(self, request: ModelRequest) -> HTTPRequest: ...
+
+    def decoder(self) -> RoundDecoder: ...
+
+    def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError: ...

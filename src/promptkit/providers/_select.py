@@ -1,0 +1,220 @@
+"""Choosing a provider: explicit > pack ``provider`` block > model prefix > environment.
+
+Endpoint presets (base URL, key variable, default model) are data; the wire dialect is code.
+Several presets share one dialect, so an OpenAI-compatible host is a preset, not a code path.
+Dialect modules are imported only when a conversation is opened with them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .._errors import ProviderNotConfiguredError
+from ._base import Dialect, Endpoint
+
+if TYPE_CHECKING:
+    from ..transport._base import AsyncTransport, SyncTransport
+
+__all__ = ["PRESETS", "Binding", "Preset", "infer_provider", "resolve_provider"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Preset:
+    """How to reach one provider: its dialect, base URL, key variables and default model."""
+
+    name: str
+    dialect: str
+    base_url: str
+    key_env: tuple[str, ...] = ()
+    base_url_env: tuple[str, ...] = ()
+    default_model: str = ""
+    key_required: bool = True
+    base_url_suffix: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(name="openai", dialect="openai_chat", base_url="https://api.openai.com/v1",
+               key_env=("OPENAI_API_KEY",), base_url_env=("OPENAI_BASE_URL",),
+               default_model="gpt-4o-mini"),
+        # Until the native dialects land, these reach the providers' OpenAI-compatible endpoints.
+        Preset(name="anthropic", dialect="openai_chat", base_url="https://api.anthropic.com/v1",
+               key_env=("ANTHROPIC_API_KEY",), base_url_env=("ANTHROPIC_BASE_URL",),
+               default_model="claude-sonnet-4-5"),
+        Preset(name="gemini", dialect="openai_chat",
+               base_url="https://generativelanguage.googleapis.com/v1beta/openai",
+               key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"), base_url_env=("GEMINI_BASE_URL",),
+               default_model="gemini-2.5-flash"),
+        Preset(name="ollama", dialect="openai_chat", base_url="http://localhost:11434",
+               base_url_env=("OLLAMA_HOST",), default_model="llama3.2", key_required=False,
+               base_url_suffix="/v1"),
+        Preset(name="openrouter", dialect="openai_chat", base_url="https://openrouter.ai/api/v1",
+               key_env=("OPENROUTER_API_KEY",), default_model="openai/gpt-4o-mini"),
+        Preset(name="vllm", dialect="openai_chat", base_url="http://localhost:8000/v1",
+               key_env=("VLLM_API_KEY",), base_url_env=("VLLM_BASE_URL",), key_required=False),
+        Preset(name="lmstudio", dialect="openai_chat", base_url="http://localhost:1234/v1",
+               base_url_env=("LMSTUDIO_BASE_URL",), key_required=False),
+        Preset(name="llamacpp", dialect="openai_chat", base_url="http://localhost:8080/v1",
+               base_url_env=("LLAMACPP_BASE_URL",), key_required=False),
+        Preset(name="mock", dialect="mock", base_url="mock://local", default_model="mock-model",
+               key_required=False),
+    )
+}
+
+# The order in which environment variables choose a provider when nothing else does.
+ENV_ORDER: tuple[tuple[str, str], ...] = (
+    ("OPENAI_API_KEY", "openai"),
+    ("ANTHROPIC_API_KEY", "anthropic"),
+    ("GEMINI_API_KEY", "gemini"),
+    ("GOOGLE_API_KEY", "gemini"),
+    ("OLLAMA_HOST", "ollama"),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Binding:
+    """A resolved provider: its dialect, model and how to make transports for it."""
+
+    provider: str
+    model: str
+    dialect: Dialect
+    sync_transport: Callable[[], SyncTransport]
+    async_transport: Callable[[], AsyncTransport]
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+def infer_provider(model: str) -> str | None:
+    """The provider a model name implies (``claude*`` → anthropic, ``name:tag`` → ollama ...)."""
+    name = model.lower()
+    if name.startswith("claude"):
+        return "anthropic"
+    if name.startswith("gemini"):
+        return "gemini"
+    if name.startswith(("gpt", "o1", "o3", "o4", "chatgpt", "text-embedding")):
+        return "openai"
+    if ":" in name and "/" not in name:
+        return "ollama"
+    if name.startswith("mock"):
+        return "mock"
+    return None
+
+
+def _env(names: tuple[str, ...], environ: Mapping[str, str]) -> str | None:
+    for name in names:
+        value = environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def choose_provider_name(
+    provider: str | None,
+    model: str | None,
+    pack_provider: str | None,
+    pack_model: str | None,
+    environ: Mapping[str, str],
+) -> str:
+    """Apply the selection order; raise :class:`ProviderNotConfiguredError` if nothing fits."""
+    for candidate in (provider, pack_provider):
+        if candidate:
+            return candidate.lower()
+    for candidate_model in (model, pack_model):
+        inferred = infer_provider(candidate_model) if candidate_model else None
+        if inferred:
+            return inferred
+    from_env = environ.get("PROMPTKIT_PROVIDER", "").strip()
+    if from_env:
+        return from_env.lower()
+    for variable, name in ENV_ORDER:
+        if environ.get(variable, "").strip():
+            return name
+    raise ProviderNotConfiguredError(
+        "no LLM provider is configured: set one of OPENAI_API_KEY, ANTHROPIC_API_KEY, "
+        "GEMINI_API_KEY (or GOOGLE_API_KEY) or OLLAMA_HOST, or pass provider=... "
+        "(provider='mock' runs offline)")
+
+
+def resolve_provider(
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    pack_provider: str | None = None,
+    pack_model: str | None = None,
+    mock_responses: object = None,
+    environ: Mapping[str, str] | None = None,
+) -> Binding:
+    """Resolve the provider, model, endpoint and transports for a conversation."""
+    env = os.environ if environ is None else environ
+    name = choose_provider_name(provider, model, pack_provider, pack_model, env)
+    preset = PRESETS.get(name)
+    if preset is None:
+        raise ProviderNotConfiguredError(
+            f"unknown provider {name!r}; known providers: {', '.join(sorted(PRESETS))}")
+    chosen_model = model or (pack_model if _pack_model_applies(name, provider, pack_provider,
+                                                               pack_model) else None)
+    chosen_model = chosen_model or preset.default_model
+    if not chosen_model:
+        raise ProviderNotConfiguredError(
+            f"provider {name!r} has no default model: pass model=... or set it in the pack's "
+            "provider block")
+    if preset.dialect == "mock":
+        from .mock import mock_binding
+
+        return mock_binding(chosen_model, mock_responses)
+    key = api_key or _env(preset.key_env, env)
+    url = base_url or _env(preset.base_url_env, env)
+    if key is None and preset.key_required and url is None:
+        wanted = " or ".join(preset.key_env)
+        raise ProviderNotConfiguredError(
+            f"provider {name!r} needs an API key: set {wanted} or pass api_key=...")
+    root = (url or preset.base_url).rstrip("/")
+    if preset.base_url_suffix and not root.endswith(preset.base_url_suffix):
+        root = _with_scheme(root) + preset.base_url_suffix
+    endpoint = Endpoint(base_url=root, api_key=key)
+    from .openai_chat import OpenAIChatDialect
+
+    return Binding(provider=name, model=chosen_model, dialect=OpenAIChatDialect(endpoint, name=name),
+                   sync_transport=shared_sync_transport, async_transport=shared_async_transport)
+
+
+def _pack_model_applies(name: str, provider: str | None, pack_provider: str | None,
+                        pack_model: str | None) -> bool:
+    """A pack's model applies unless the caller chose a different provider than it implies."""
+    if not pack_model or not provider:
+        return bool(pack_model)
+    implied = (pack_provider or infer_provider(pack_model) or name).lower()
+    return implied == name
+
+
+def _with_scheme(url: str) -> str:
+    return url if "://" in url else f"http://{url}"
+
+
+_sync_transport: SyncTransport | None = None
+_async_transport: AsyncTransport | None = None
+
+
+def shared_sync_transport() -> SyncTransport:
+    """The process-wide blocking HTTP transport (one connection pool for every conversation)."""
+    global _sync_transport
+    if _sync_transport is None:
+        from ..transport.sync_http import SyncHTTPTransport
+
+        _sync_transport = SyncHTTPTransport()
+    return _sync_transport
+
+
+def shared_async_transport() -> AsyncTransport:
+    """The process-wide asyncio HTTP transport (it keeps one session per event loop)."""
+    global _async_transport
+    if _async_transport is None:
+        from ..transport.async_http import AsyncHTTPTransport
+
+        _async_transport = AsyncHTTPTransport()
+    return _async_transport

@@ -1,0 +1,392 @@
+"""OpenAI Chat Completions dialect (``POST {base_url}/chat/completions``, streamed as SSE).
+
+Works for api.openai.com and every OpenAI-compatible server (Azure, vLLM, llama.cpp,
+LM Studio, OpenRouter ...). Pure: builds the request, decodes the stream, maps errors.
+
+Decoding decisions:
+
+- ``data: [DONE]`` is matched before JSON parsing and ends the round. A server that never
+  sends it ends cleanly if a ``finish_reason`` was seen; EOF with neither raises
+  :class:`~promptkit.StreamInterruptedError`.
+- Text comes from ``choices[0].delta.content``. ``delta.refusal`` text (structured-output
+  refusals) is streamed as text too, and the round's ``finish_reason`` becomes ``"refusal"``.
+  Gateway reasoning fields (``reasoning``, ``reasoning_content``) are ignored.
+- Tool calls are accumulated per ``(choice index, tool index)``; the first non-empty id and
+  name win; a fragment without ``index`` continues the call with its id, or the last call; a
+  new id on a used index starts a new call. Arguments are parsed once, at the end: empty means
+  ``{}``; invalid JSON (e.g. cut by ``max_tokens``) gives ``arguments={}`` with the text kept
+  in ``raw_arguments`` for the engine to report. Calls without an id get ``call_<n>``.
+- A data event with a truthy top-level ``error`` (even beside ``choices``, as gateways send)
+  raises the mapped :class:`~promptkit.APIStatusError` subclass; an integer ``error.code``
+  in the HTTP range is used as the status. A data event that is not a JSON object raises
+  :class:`~promptkit.StreamProtocolError`. Either error is raised once the TEXT chunks that
+  preceded it have been delivered: when the same read completed chunks before it, ``feed``
+  returns them, ``done`` becomes true and the error is raised by ``finish`` (or the next
+  ``feed``). So the chunks a stream yields never depend on how the bytes were split.
+- Usage comes from any chunk with a non-null ``usage`` (normally the trailing ``choices: []``
+  chunk; Azure's first prompt-filter chunk has neither choices nor usage and is skipped).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from json import loads
+from typing import Any
+
+from .._chunks import StreamChunk, text_chunk
+from .._errors import APIStatusError, StreamInterruptedError, StreamProtocolError
+from .._messages import Message, ToolCall, Usage
+from ..transport.sse import SSEDecoder
+from ._base import Endpoint, HTTPRequest, ModelRequest, RoundResult, ToolDefinition
+from ._errors_map import build_status_error, extract_error_fields, fallback_message
+
+__all__ = ["OpenAIChatDecoder", "OpenAIChatDialect"]
+
+_PARAMETERS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
+_TOOL_CHOICE_MODES = frozenset(("auto", "required", "none"))
+_SNIPPET = 200
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class OpenAIChatDialect:
+    """The Chat Completions wire dialect for one endpoint.
+
+    ``include_usage`` asks for the trailing usage chunk (``stream_options``).
+    ``max_tokens_field`` names the token limit parameter: ``"max_tokens"`` by default, which
+    every compatible server understands; OpenAI's reasoning models (o-series, gpt-5) require
+    ``"max_completion_tokens"``.
+    """
+
+    def __init__(self, endpoint: Endpoint, *, name: str = "openai", include_usage: bool = True,
+                 max_tokens_field: str = "max_tokens") -> None:
+        self.endpoint = endpoint
+        self.name = name
+        self.include_usage = include_usage
+        self.max_tokens_field = max_tokens_field
+        self._url = endpoint.base_url.rstrip("/") + "/chat/completions"
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatDialect(name={self.name!r}, endpoint={self.endpoint!r})"
+
+    # --- request -----------------------------------------------------------------------------
+
+    def build_request(self, request: ModelRequest) -> HTTPRequest:
+        """The streaming POST for ``request``; the body is compact UTF-8 JSON."""
+        headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        if self.endpoint.api_key:
+            headers["authorization"] = f"Bearer {self.endpoint.api_key}"
+        headers.update(self.endpoint.headers)
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": _messages(request.system, request.messages),
+            "stream": True,
+        }
+        if self.include_usage:
+            body["stream_options"] = {"include_usage": True}
+        params = request.parameters
+        for key in _PARAMETERS:
+            value = params.get(key)
+            if value is not None:
+                body[key] = value
+        max_tokens = params.get("max_tokens")
+        if max_tokens is not None:
+            body[self.max_tokens_field] = max_tokens
+        if request.tools:
+            body["tools"] = [_tool(t) for t in request.tools]
+            choice = request.tool_choice
+            if choice is not None:
+                body["tool_choice"] = (choice if choice in _TOOL_CHOICE_MODES else
+                                       {"type": "function", "function": {"name": choice}})
+        return HTTPRequest(method="POST", url=self._url, headers=headers,
+                           body=_dumps(body).encode())
+
+    # --- response ----------------------------------------------------------------------------
+
+    def decoder(self) -> OpenAIChatDecoder:
+        """A fresh decoder for one streamed reply."""
+        return OpenAIChatDecoder(provider=self.name)
+
+    def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:
+        """The error for a non-2xx reply (OpenAI envelope, or any text / HTML body)."""
+        parsed: Any
+        try:
+            parsed = loads(body)
+        except ValueError:
+            parsed = None
+        message, code, error_type, _ = extract_error_fields(parsed)
+        if parsed is None:
+            parsed = body[:4000].decode("utf-8", "replace")
+        return build_status_error(
+            status=status, message=message or fallback_message(status, body),
+            provider=self.name, body=parsed, headers=headers, code=code, error_type=error_type)
+
+
+def _messages(system: str, messages: Sequence[Message]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if system:
+        out.append({"role": "system", "content": system})
+    for message in messages:
+        role = message.role
+        if role == "assistant":
+            item: dict[str, Any] = {"role": "assistant"}
+            if message.tool_calls:
+                item["content"] = message.text or None
+                item["tool_calls"] = [
+                    {"id": call.id, "type": "function",
+                     "function": {"name": call.name,
+                                  "arguments": call.raw_arguments or _dumps(call.arguments)}}
+                    for call in message.tool_calls
+                ]
+            else:
+                item["content"] = message.text
+            out.append(item)
+        elif role == "tool":
+            result = message.tool_result
+            if result is None:
+                raise ValueError("a tool message needs a tool_result")
+            out.append({"role": "tool", "tool_call_id": result.call_id,
+                        "content": result.content})
+        else:  # user, system
+            out.append({"role": role, "content": message.text})
+    return out
+
+
+def _tool(tool: ToolDefinition) -> dict[str, Any]:
+    return {"type": "function", "function": {
+        "name": tool.name, "description": tool.description,
+        "parameters": dict(tool.parameters)}}
+
+
+class _ToolAcc:
+    """A tool call being assembled from fragments."""
+
+    __slots__ = ("args", "id", "name")
+
+    def __init__(self, call_id: str) -> None:
+        self.id = call_id
+        self.name = ""
+        self.args: list[str] = []
+
+
+class OpenAIChatDecoder:
+    """Decodes one streamed Chat Completions reply (implements ``RoundDecoder``).
+
+    Besides the protocol, :meth:`flush` returns the chunks of a last event that lacked its
+    trailing blank line; drivers may call it at EOF before :meth:`finish` (which flushes too).
+    """
+
+    __slots__ = (
+        "_by_id",
+        "_by_key",
+        "_calls",
+        "_finish_reason",
+        "_flushed",
+        "_error",
+        "_model",
+        "_provider",
+        "_refusal",
+        "_sse",
+        "_text",
+        "_usage",
+        "done",
+        "events",
+    )
+
+    def __init__(self, *, provider: str = "openai") -> None:
+        self.done = False
+        self.events = 0
+        self._provider = provider
+        self._sse = SSEDecoder()
+        self._text: list[str] = []
+        self._calls: list[_ToolAcc] = []
+        self._by_key: dict[tuple[int, int], _ToolAcc] = {}
+        self._by_id: dict[str, _ToolAcc] = {}
+        self._finish_reason: str | None = None
+        self._refusal = False
+        self._usage: Usage | None = None
+        self._model: str | None = None
+        self._flushed = False
+        self._error: Exception | None = None
+
+    @property
+    def comments(self) -> int:
+        """SSE comment lines (keep-alives) seen so far; they are not events."""
+        return self._sse.comments
+
+    @property
+    def partial_text(self) -> str:
+        """The text streamed so far."""
+        return "".join(self._text)
+
+    def feed(self, data: bytes) -> list[StreamChunk]:
+        """Decode one network read; return its TEXT chunks."""
+        return self._consume(self._sse.decode_data(data))
+
+    def flush(self) -> list[StreamChunk]:
+        """At EOF: the chunks of a final event that had no trailing blank line."""
+        if self._flushed:
+            return []
+        self._flushed = True
+        return self._consume(self._sse.flush_data())
+
+    def finish(self) -> RoundResult:
+        """End of stream: the round's result, or the error that ended it early."""
+        self.flush()
+        if self._error is not None:
+            raise self._error
+        if not self.done and self._finish_reason is None:
+            raise StreamInterruptedError("stream ended before completion",
+                                         partial_text=self.partial_text)
+        text = self.partial_text
+        calls = tuple(_tool_call(acc, n) for n, acc in enumerate(self._calls))
+        finish_reason = "refusal" if self._refusal else self._finish_reason
+        message = Message(role="assistant", text=text, tool_calls=calls, usage=self._usage,
+                          finish_reason=finish_reason)
+        return RoundResult(message=message, usage=self._usage or Usage(),
+                           finish_reason=finish_reason, model=self._model)
+
+    # --- the hot path ------------------------------------------------------------------------
+
+    def _consume(self, payloads: list[str]) -> list[StreamChunk]:
+        if self._error is not None:
+            raise self._error
+        chunks: list[StreamChunk] = []
+        try:
+            self._events(payloads, chunks)
+        except (APIStatusError, StreamProtocolError) as exc:
+            if not chunks:
+                raise
+            self._error = exc  # deliver the chunks before it first
+            self.done = True
+        return chunks
+
+    def _events(self, payloads: list[str], chunks: list[StreamChunk]) -> None:
+        for payload in payloads:
+            if self.done:
+                break
+            if payload.startswith("[DONE]"):
+                self.done = True
+                break
+            self.events += 1
+            try:
+                obj = loads(payload)
+            except ValueError:
+                raise _protocol_error(payload) from None
+            if type(obj) is not dict:
+                raise _protocol_error(payload)
+            if obj.get("error"):
+                raise self._inband_error(obj)
+            try:
+                choices = obj.get("choices")
+                if choices:
+                    for choice in choices:
+                        delta = choice.get("delta")
+                        if delta:
+                            if not choice.get("index"):  # text of choice 0 only
+                                content = delta.get("content")
+                                if content and type(content) is str:
+                                    self._text.append(content)
+                                    chunks.append(text_chunk(content))
+                                refusal = delta.get("refusal")
+                                if refusal and type(refusal) is str:
+                                    self._refusal = True
+                                    self._text.append(refusal)
+                                    chunks.append(text_chunk(refusal))
+                            tool_calls = delta.get("tool_calls")
+                            if tool_calls:
+                                self._tool_fragments(choice.get("index") or 0, tool_calls)
+                        reason = choice.get("finish_reason")
+                        if reason:
+                            self._finish_reason = reason
+                usage = obj.get("usage")
+                if usage:
+                    self._usage = _usage(usage)
+                model = obj.get("model")
+                if model and type(model) is str:
+                    self._model = model
+            except (AttributeError, TypeError):  # a value of the wrong JSON type
+                raise _protocol_error(payload) from None
+
+    def _tool_fragments(self, choice_index: int, fragments: list[Any]) -> None:
+        for fragment in fragments:
+            if type(fragment) is not dict:
+                continue
+            call_id = fragment.get("id") or ""
+            index = fragment.get("index")
+            acc: _ToolAcc | None
+            if type(index) is int:
+                key = (choice_index, index)
+                acc = self._by_key.get(key)
+                if acc is None or (call_id and acc.id and acc.id != call_id):
+                    acc = self._new_call(call_id)
+                    self._by_key[key] = acc
+            elif call_id:
+                acc = self._by_id.get(call_id) or self._new_call(call_id)
+            else:
+                acc = self._calls[-1] if self._calls else self._new_call("")
+            if call_id and not acc.id:
+                acc.id = call_id
+                self._by_id[call_id] = acc
+            function = fragment.get("function")
+            if type(function) is dict:
+                name = function.get("name")
+                if name and not acc.name:
+                    acc.name = name
+                arguments = function.get("arguments")
+                if arguments:
+                    acc.args.append(arguments if type(arguments) is str else _dumps(arguments))
+
+    def _new_call(self, call_id: str) -> _ToolAcc:
+        acc = _ToolAcc(call_id)
+        self._calls.append(acc)
+        if call_id:
+            self._by_id[call_id] = acc
+        return acc
+
+    def _inband_error(self, obj: dict[str, Any]) -> APIStatusError:
+        message, code, error_type, numeric = extract_error_fields(obj)
+        status = numeric if numeric is not None and 400 <= numeric <= 599 else None
+        return build_status_error(
+            status=status, message=message or "the provider reported an error mid-stream",
+            provider=self._provider, body=obj, code=code, error_type=error_type)
+
+
+def _tool_call(acc: _ToolAcc, position: int) -> ToolCall:
+    raw = "".join(acc.args)
+    arguments: dict[str, Any] = {}
+    if raw.strip():
+        try:
+            parsed = loads(raw)
+        except ValueError:
+            parsed = None
+        if type(parsed) is dict:
+            arguments = parsed
+    return ToolCall(id=acc.id or f"call_{position}", name=acc.name, arguments=arguments,
+                    raw_arguments=raw)
+
+
+def _usage(usage: Any) -> Usage | None:
+    if type(usage) is not dict:
+        return None
+    prompt = usage.get("prompt_tokens_details")
+    completion = usage.get("completion_tokens_details")
+    return Usage(
+        input_tokens=_int(usage.get("prompt_tokens")),
+        output_tokens=_int(usage.get("completion_tokens")),
+        cached_tokens=_int(prompt.get("cached_tokens")) if type(prompt) is dict else 0,
+        reasoning_tokens=(_int(completion.get("reasoning_tokens"))
+                          if type(completion) is dict else 0),
+    )
+
+
+def _int(value: Any) -> int:
+    return value if type(value) is int else 0
+
+
+def _protocol_error(payload: str) -> StreamProtocolError:
+    snippet = payload if len(payload) <= _SNIPPET else payload[:_SNIPPET] + "…"
+    return StreamProtocolError(f"expected a JSON object in the data event, got: {snippet!r}")

@@ -1,0 +1,265 @@
+"""The asyncio transport, on aiohttp: the only module that imports it (others import this lazily).
+
+One ``aiohttp.ClientSession`` per event loop, created on first use, so a transport keeps working
+across several ``asyncio.run`` calls; each session is closed when its loop shuts down (through an
+async generator the loop finalizes) or by :meth:`AsyncHTTPTransport.aclose`. Request headers
+carry API keys: they never appear in a message or a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .._errors import APIConnectionError, ConnectTimeout
+from .sync_http import ProxyInfo, env_proxy
+
+if TYPE_CHECKING:
+    import ssl
+
+    from ..providers._base import HTTPRequest
+
+__all__ = ["AsyncHTTPTransport"]
+
+# what a pooled connection the server already closed raises before any response byte
+_STALE_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)
+_MID_STREAM_ERRORS = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError)
+
+
+async def _close_at_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """Parked at its ``yield`` while the session lives; the loop's shutdown finalizes it."""
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        port = 0
+    return scheme, parts.hostname or "", port
+
+
+def _label(url: str) -> str:
+    _, host, port = _origin(url)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class AsyncHTTPTransport:
+    """An :class:`~promptkit.transport._base.AsyncTransport` over aiohttp.
+
+    ``limit`` caps the open connections per event loop (0: no cap), ``limit_per_host`` per
+    origin (0: no cap). With ``trust_env`` the HTTP(S)_PROXY/NO_PROXY variables are honoured
+    exactly as by the sync transport (loopback is never proxied).
+    """
+
+    def __init__(
+        self,
+        limit: int = 1000,
+        limit_per_host: int = 0,
+        trust_env: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._limit = limit
+        self._limit_per_host = limit_per_host
+        self._trust_env = trust_env
+        self._ssl_context = ssl_context
+        self._sessions: dict[
+            asyncio.AbstractEventLoop,
+            tuple[aiohttp.ClientSession, AsyncGenerator[None, None]],
+        ] = {}
+        self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+        self._proxies: dict[tuple[str, str, int], ProxyInfo | None] = {}
+
+    def __repr__(self) -> str:
+        return f"AsyncHTTPTransport(limit={self._limit}, limit_per_host={self._limit_per_host})"
+
+    async def open(self, request: HTTPRequest, *, connect_timeout: float | None) -> _AsyncBody:
+        """Send ``request``; return once the status line and headers arrived."""
+        session = await self._session()
+        timeout = self._timeouts.get(connect_timeout)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=connect_timeout, sock_connect=connect_timeout
+            )
+            self._timeouts[connect_timeout] = timeout
+        proxy = self._proxy(request.url) if self._trust_env else None
+        retried = False
+        while True:
+            try:
+                response = await session.request(
+                    request.method,
+                    request.url,
+                    data=request.body or None,
+                    headers=request.headers,
+                    timeout=timeout,
+                    proxy=proxy.url if proxy is not None else None,
+                    proxy_auth=(
+                        aiohttp.BasicAuth(proxy.username, proxy.password or "")
+                        if proxy is not None and proxy.username is not None
+                        else None
+                    ),
+                )
+            except TimeoutError:
+                raise ConnectTimeout(
+                    f"connecting to {_label(request.url)} timed out after {connect_timeout} s"
+                ) from None
+            except _STALE_ERRORS as exc:
+                if not retried:
+                    retried = True  # most likely a pooled connection the server had closed
+                    continue
+                raise APIConnectionError(
+                    f"connection to {_label(request.url)} failed: {_reason(exc)}"
+                ) from exc
+            except aiohttp.InvalidURL:
+                error = APIConnectionError("invalid request URL")  # may hold a key: not shown
+                error.retryable = False
+                raise error from None
+            except aiohttp.ClientResponseError as exc:  # e.g. the proxy refused; holds headers
+                raise APIConnectionError(
+                    f"cannot connect to {_label(request.url)}: {exc.status} {exc.message}"
+                ) from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise APIConnectionError(
+                    f"cannot connect to {_label(request.url)}: {_reason(exc)}"
+                ) from exc
+            except (ValueError, UnicodeError):
+                error = APIConnectionError(
+                    "invalid HTTP header: a name or value holds characters that cannot be sent"
+                    " (line breaks, NUL, non-Latin-1); the value is not shown"
+                )
+                error.retryable = False
+                raise error from None
+            return _AsyncBody(response)
+
+    async def aclose(self) -> None:
+        """Close the session of the running loop (and ask other live loops to close theirs)."""
+        loop = asyncio.get_running_loop()
+        sessions, self._sessions = self._sessions, {}
+        for owner, (_, guard) in sessions.items():
+            if owner is loop:
+                await guard.aclose()
+            elif owner.is_running() and not owner.is_closed():
+                asyncio.run_coroutine_threadsafe(_finish(guard), owner)
+
+    async def __aenter__(self) -> AsyncHTTPTransport:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    async def _session(self) -> aiohttp.ClientSession:
+        """The running loop's session, created (and the stale ones forgotten) on first use."""
+        loop = asyncio.get_running_loop()
+        entry = self._sessions.get(loop)
+        if entry is not None and not entry[0].closed:
+            return entry[0]
+        for owner in [owner for owner in self._sessions if owner.is_closed()]:
+            del self._sessions[owner]
+        connector = aiohttp.TCPConnector(
+            limit=self._limit,
+            limit_per_host=self._limit_per_host,
+            ssl=self._ssl_context if self._ssl_context is not None else True,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=True,
+            trust_env=False,  # proxies are resolved by env_proxy(), the same as the sync side
+        )
+        guard = _close_at_shutdown(session)
+        self._sessions[loop] = (session, guard)
+        await guard.__anext__()  # the loop now finalizes it (closing the session) at shutdown
+        return session
+
+    def _proxy(self, url: str) -> ProxyInfo | None:
+        origin = _origin(url)
+        if origin in self._proxies:
+            return self._proxies[origin]
+        proxy = env_proxy(*origin)
+        if proxy is not None and proxy.scheme != "http":
+            raise APIConnectionError(
+                f"proxy {proxy.url} is not supported: only http:// proxies are"
+            )
+        self._proxies[origin] = proxy
+        return proxy
+
+
+async def _finish(guard: AsyncGenerator[None, None]) -> None:
+    await guard.aclose()
+
+
+class _AsyncBody:
+    """An open response (an :class:`~promptkit.transport._base.AsyncBody`) that owns it."""
+
+    __slots__ = ("_broken", "_closed", "_readany", "_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.status = response.status
+        headers: dict[str, str] = {}
+        for name, value in response.headers.items():
+            name = name.lower()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        self.headers = headers
+        self._response = response
+        self._readany = response.content.readany
+        self._broken = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<AsyncBody status={self.status} closed={self._closed}>"
+
+    async def read(self) -> bytes:
+        """Return the next bytes available; ``b""`` at EOF."""
+        try:
+            return await self._readany()
+        except _MID_STREAM_ERRORS as exc:
+            self._broken = True
+            raise APIConnectionError("connection dropped mid-stream") from exc
+
+    async def read_all(self, limit: int = 1 << 20) -> bytes:
+        """Read the rest of the body, up to ``limit`` bytes."""
+        parts: list[bytes] = []
+        size = 0
+        while size < limit:
+            data = await self.read()
+            if not data:
+                break
+            parts.append(data)
+            size += len(data)
+        return b"".join(parts)[:limit]
+
+    def close(self) -> None:
+        """Reuse the connection if the whole body arrived, else close it. Sync, idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._broken and self._response.content.is_eof():
+            self._response.release()
+        else:
+            self._response.close()
+
+    async def __aenter__(self) -> _AsyncBody:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
