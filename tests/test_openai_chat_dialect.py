@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +214,46 @@ def test_azure_prompt_filter_first_chunk(done: bool) -> None:
     assert decoder.done is done
 
 
+MODERN_TEXT = (
+    "**Holiday Name:** Harmony Day\n"
+    "\n"
+    "**Date:** Celebrated annually on the first Saturday of May\n"
+    "\n"
+    "**Purpose:** Harmony Day is dedicated to fostering understanding, kindness, and "
+    "unity among diverse communities. It emphasizes celebrating cultural differences "
+    "while promoting empathy and collaboration.\n"
+    "\n"
+    "**Traditions:**\n"
+    "\n"
+    "1. **Cultural Potluck Gatherings:** Communities come together to share "
+    "traditional dishes from their backgrounds, encouraging conversation and "
+    "curiosity about different cultures.\n"
+    "\n"
+    "2. **Story Circles:** People of all ages are encouraged to share stories from "
+    "their heritage or personal experiences that promote understanding and empathy.\n"
+    "\n"
+    "3. **Decorate for Unity:** Public spaces and homes are decorated with symbols "
+    "representing different cultures—flags, traditional art, and meaningful motifs—to "
+    "visually celebrate diversity.\n"
+    "\n"
+    "4. **Collaborative Art Projects:** Communities create murals or sculptures that "
+    "symbolize unity and diversity, involving artists and residents of all ages.\n"
+    "\n"
+    "5. **Acts of Kindness:** As a central activity, participants perform Small acts "
+    "of kindness throughout the day, such as volunteering, helping neighbors, or "
+    "inviting someone new to join festivities.\n"
+    "\n"
+    "6. **Music & Dance Festivals:** Local performances showcase a variety of musical "
+    "styles and dances from different parts of the world, emphasizing shared joy and "
+    "creativity.\n"
+    "\n"
+    "7. **Educational Workshops:** Interactive sessions teach about various cultures’ "
+    "histories, traditions, and celebrations, fostering respect and knowledge.\n"
+    "\n"
+    "**Overall Spirit:** Harmony Day aims to create a sense of global community, "
+    "reminding everyone that despite our differences, we are all connected through "
+    "shared human experiences and mutual respect."
+)
 MODERN_START = ["**", "Holiday", " Name", ":**", " Harmony", " Day", "\n\n", "**"]
 MODERN_END = [" experiences", " and", " mutual", " respect", "."]
 
@@ -225,10 +265,7 @@ def test_text_modern_payloads(done: bool) -> None:
     assert len(texts) == 300
     assert texts[:8] == MODERN_START
     assert texts[-5:] == MODERN_END
-    assert result.message.text.startswith("**Holiday Name:** Harmony Day\n\n**Date:** Celebrated")
-    assert result.message.text.endswith("through shared human experiences and mutual respect.")
-    assert "cultures’ histories" in result.message.text
-    assert len(result.message.text) == 1787
+    assert result.message.text == MODERN_TEXT == "".join(texts)
     assert result.usage == Usage(input_tokens=16, output_tokens=300)
     assert result.finish_reason == "stop"
     assert result.model == "gpt-4.1-nano-2025-04-14"
@@ -436,3 +473,230 @@ def test_usage_details() -> None:
     assert isinstance(result, RoundResult)
     assert result.usage == Usage(input_tokens=100, output_tokens=50, cached_tokens=40,
                                  reasoning_tokens=30)
+
+
+# --- request building --------------------------------------------------------------------------
+
+
+def body_of(request: ModelRequest, dialect: OpenAIChatDialect = DIALECT) -> dict[str, Any]:
+    http = dialect.build_request(request)
+    assert http.method == "POST"
+    assert http.url == "https://api.openai.com/v1/chat/completions"
+    parsed: dict[str, Any] = json.loads(http.body)
+    assert http.body == json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
+    return parsed
+
+
+def test_tool_result_followup_matches_the_recorded_request() -> None:
+    recorded = json.loads((DATA / "tool-result-followup.request.json").read_text())
+    call_id = "call_ZR5UUuTt3pf61kjwAJIYdVMj"
+    params = recorded["tools"][0]["function"]["parameters"]
+    request = ModelRequest(
+        model="gpt-4o-mini", system="",
+        messages=[
+            Message(role="user", text="What is the capital of the UK? Use the tool, then answer."),
+            Message(role="assistant", tool_calls=(ToolCall(
+                id=call_id, name="get_capital", arguments={"country": "UK"},
+                raw_arguments='{"country":"UK"}'),)),
+            Message(role="tool", tool_result=ToolResult(call_id=call_id, name="get_capital",
+                                                        content="London")),
+        ],
+        tools=[ToolDefinition(name="get_capital", description="", parameters=params)],
+        tool_choice="auto")
+    # documented difference: ToolDefinition has no "strict" flag, so we never send it
+    del recorded["tools"][0]["function"]["strict"]
+    assert body_of(request) == recorded
+
+
+def test_parallel_tool_results_followup_matches_the_constructed_request() -> None:
+    recorded = json.loads((DATA / "parallel-tool-results-followup.CONSTRUCTED.request.json")
+                          .read_text())
+    weather, stock = "call_JMW1whyEaYG438VE1OIflxA2", "call_DNYTawLBoN8fj3KN6qU9N1Ou"
+    request = ModelRequest(
+        model="gpt-4o", system="",
+        messages=[
+            Message(role="user",
+                    text="What's the weather like in Edinburgh? And the price of AAPL?"),
+            Message(role="assistant", tool_calls=(
+                ToolCall(id=weather, name="GetWeatherArgs", arguments=json.loads(EDINBURGH),
+                         raw_arguments=EDINBURGH),
+                ToolCall(id=stock, name="get_stock_price", arguments=json.loads(AAPL),
+                         raw_arguments=AAPL))),
+            Message(role="tool", tool_result=ToolResult(call_id=weather, name="GetWeatherArgs",
+                                                        content='{"temp_c": 11}')),
+            Message(role="tool", tool_result=ToolResult(call_id=stock, name="get_stock_price",
+                                                        content='{"price": 227.5}')),
+        ],
+        tools=[ToolDefinition(name=t["function"]["name"],
+                              description=t["function"]["description"],
+                              parameters=t["function"]["parameters"])
+               for t in recorded["tools"]])
+    assert body_of(request) == recorded
+
+
+def test_headers_url_and_secrets() -> None:
+    dialect = OpenAIChatDialect(Endpoint(base_url="http://localhost:8000/v1",
+                                         api_key="sk-secret", headers={"x-extra": "1"}),
+                                name="vllm")
+    http = dialect.build_request(ModelRequest(model="m", system="", messages=[]))
+    assert http.url == "http://localhost:8000/v1/chat/completions"
+    assert dict(http.headers) == {"content-type": "application/json",
+                                  "accept": "text/event-stream",
+                                  "authorization": "Bearer sk-secret", "x-extra": "1"}
+    assert "sk-secret" not in repr(http) + repr(dialect)
+    assert dialect.name == "vllm"
+    keyless = OpenAIChatDialect(Endpoint(base_url="http://localhost:11434/v1/"))
+    assert "authorization" not in keyless.build_request(
+        ModelRequest(model="m", system="", messages=[])).headers
+
+
+def test_messages_parameters_and_tool_choice() -> None:
+    request = ModelRequest(
+        model="gpt-4o", system="Be brief. ünïcode",
+        messages=[Message(role="user", text="Hi 🌈"),
+                  Message(role="assistant", text="Checking.", tool_calls=(
+                      ToolCall(id="c1", name="f", arguments={"a": "é"}),)),
+                  Message(role="tool", tool_result=ToolResult(call_id="c1", name="f",
+                                                              content="ok")),
+                  Message(role="assistant", text="Done.")],
+        tools=[ToolDefinition(name="f")],
+        parameters={"temperature": 0.2, "top_p": 0.9, "max_tokens": 64, "top_k": 40,
+                    "frequency_penalty": 0.1, "presence_penalty": None},
+        tool_choice="f")
+    http = DIALECT.build_request(request)
+    assert "ünïcode".encode() in http.body and "🌈".encode() in http.body
+    body = json.loads(http.body)
+    assert body["messages"] == [
+        {"role": "system", "content": "Be brief. ünïcode"},
+        {"role": "user", "content": "Hi 🌈"},
+        {"role": "assistant", "content": "Checking.", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f",
+                                                          "arguments": '{"a":"é"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        {"role": "assistant", "content": "Done."},
+    ]
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert {k: body[k] for k in ("temperature", "top_p", "max_tokens", "frequency_penalty")} == {
+        "temperature": 0.2, "top_p": 0.9, "max_tokens": 64, "frequency_penalty": 0.1}
+    assert "top_k" not in body and "presence_penalty" not in body
+    assert body["tools"] == [{"type": "function", "function": {
+        "name": "f", "description": "", "parameters": {"type": "object", "properties": {}}}}]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "f"}}
+
+
+@pytest.mark.parametrize("choice", ["auto", "required", "none"])
+def test_tool_choice_modes(choice: str) -> None:
+    request = ModelRequest(model="m", system="", messages=[], tools=[ToolDefinition(name="f")],
+                           tool_choice=choice)
+    assert body_of(request)["tool_choice"] == choice
+
+
+def test_no_tools_means_no_tools_or_tool_choice_and_options() -> None:
+    dialect = OpenAIChatDialect(Endpoint(base_url="https://api.openai.com/v1"),
+                                include_usage=False, max_tokens_field="max_completion_tokens")
+    body = body_of(ModelRequest(model="o3", system="", messages=[], tool_choice="auto",
+                                parameters={"max_tokens": 10}), dialect)
+    assert body == {"model": "o3", "messages": [], "stream": True, "max_completion_tokens": 10}
+
+
+def test_tool_message_without_result_is_rejected() -> None:
+    with pytest.raises(ValueError, match="tool_result"):
+        DIALECT.build_request(ModelRequest(model="m", system="",
+                                           messages=[Message(role="tool", text="x")]))
+
+
+# --- HTTP error mapping ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "status", "cls", "retryable", "code"), [
+    ("error-400-context-length-exceeded.json", 400, ContextLengthError, False,
+     "context_length_exceeded"),
+    ("error-400-unsupported-value.json", 400, BadRequestError, False, "unsupported_value"),
+    ("error-401-invalid-api-key.json", 401, AuthenticationError, False, "invalid_api_key"),
+    ("error-404-model-not-found.json", 404, NotFoundError, False, "model_not_found"),
+    ("error-429-insufficient-quota.CONSTRUCTED.json", 429, RateLimitError, False,
+     "insufficient_quota"),
+    ("error-429-rate-limit-tokens.CONSTRUCTED.json", 429, RateLimitError, True,
+     "rate_limit_exceeded"),
+])
+def test_error_fixtures(name: str, status: int, cls: type[APIStatusError], retryable: bool,
+                        code: str) -> None:
+    raw = (DATA / name).read_bytes()
+    error = DIALECT.map_error(status, {"x-request-id": "req_1", "retry-after": "1"}, raw)
+    assert type(error) is cls
+    assert error.retryable is retryable
+    assert error.status_code == status
+    assert error.code == code
+    assert error.message == json.loads(raw)["error"]["message"]
+    assert error.body == json.loads(raw)
+    assert error.request_id == "req_1"
+    assert error.retry_after == 1.0
+    assert error.provider == "openai"
+
+
+@pytest.mark.parametrize(("status", "cls", "retryable"), [
+    (400, BadRequestError, False), (401, AuthenticationError, False),
+    (403, PermissionDeniedError, False), (404, NotFoundError, False),
+    (408, BadRequestError, True), (409, BadRequestError, True), (413, BadRequestError, False),
+    (422, BadRequestError, False), (418, BadRequestError, False), (429, RateLimitError, True),
+    (500, ServerError, True), (502, ServerError, True), (503, OverloadedError, True),
+    (504, ServerError, True), (529, OverloadedError, True), (599, ServerError, True),
+])
+def test_status_classes(status: int, cls: type[APIStatusError], retryable: bool) -> None:
+    error = DIALECT.map_error(status, {}, b'{"error":{"message":"m","type":null}}')
+    assert (type(error), error.retryable, error.message) == (cls, retryable, "m")
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b"<html><body><h1>502 Bad Gateway</h1></body></html>", "HTTP 502 Bad Gateway (HTML error "
+                                                            "page)"),
+    (b"", "HTTP 502 Bad Gateway"),
+    (b"upstream connect error", "HTTP 502 Bad Gateway: upstream connect error"),
+    (b'{"error":"model is loading"}', "model is loading"),
+    (b'{"message":"bad gateway"}', "bad gateway"),
+    (b'[{"error":{"code":502,"message":"wrapped","status":"UNAVAILABLE"}}]', "wrapped"),
+])
+def test_odd_error_bodies(body: bytes, message: str) -> None:
+    error = DIALECT.map_error(502, {}, body)
+    assert isinstance(error, ServerError)
+    assert error.message == message
+
+
+def test_x_should_retry_overrides_and_headers_are_case_insensitive() -> None:
+    quota = (DATA / "error-429-insufficient-quota.CONSTRUCTED.json").read_bytes()
+    assert DIALECT.map_error(429, {"X-Should-Retry": "true"}, quota).retryable is True
+    assert DIALECT.map_error(500, {"x-should-retry": "false"}, b"{}").retryable is False
+    error = DIALECT.map_error(500, {"X-Request-Id": "abc", "Retry-After-Ms": "250"}, b"{}")
+    assert (error.request_id, error.retry_after) == ("abc", 0.25)
+
+
+def test_error_text_never_shows_the_key() -> None:
+    body = (DATA / "error-401-invalid-api-key.json").read_bytes()
+    error = DIALECT.map_error(401, {"x-request-id": "r"}, body)
+    assert "sk-test" not in str(error) and "Bearer" not in str(error)
+    assert str(error).startswith("openai 401: Incorrect API key provided")
+
+
+NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"retry-after-ms": "1500"}, 1.5),
+    ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
+    ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),
+    ({"retry-after": "2.5"}, 2.5),
+    ({"retry-after": " 0 "}, 0.0),
+    ({"Retry-After": "3"}, 3.0),
+    ({"retry-after": format_datetime(datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC),
+                                     usegmt=True)}, 30.0),
+    ({"retry-after": "Thu, 01 Jan 2026 11:59:00 GMT"}, 0.0),
+    ({"retry-after": "garbage"}, None),
+    ({"retry-after": "-5"}, None),
+    ({"retry-after": "inf"}, None),
+    ({"retry-after": "nan"}, None),
+    ({"retry-after-ms": "-1"}, None),
+    ({}, None),
+])
+def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
+    assert parse_retry_after(headers, now=NOW) == expected

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from promptkit.transport.sse import SSEDecoder, ServerSentEvent
+from promptkit.transport.sse import ServerSentEvent, SSEDecoder
 
 WIRE = Path(__file__).parent / "data" / "wire"
 CASES = json.loads((WIRE / "_sse-decoder" / "sse-decoder-cases.json").read_text())["cases"]

@@ -37,11 +37,13 @@ __all__ = ["AsyncConversation", "AsyncStream"]
 class _Watchdog:
     """Cancels the reading task when the round clock's current limit passes.
 
-    The reader only moves ``clock.limit`` forward; the timer notices when it fires and re-arms
-    itself for the new limit instead of cancelling.
+    When the reader moves ``clock.limit`` later, the timer notices only when it fires and then
+    re-arms itself for the new limit; the reader calls :meth:`rearm` only when the limit moves
+    earlier than the armed moment (at the first content event, when the idle limit replaces a
+    longer first-token limit).
     """
 
-    __slots__ = ("_handle", "_loop", "_task", "clock", "error")
+    __slots__ = ("_handle", "_loop", "_task", "clock", "error", "when")
 
     def __init__(self, clock: RoundClock) -> None:
         self._loop = asyncio.get_running_loop()
@@ -52,8 +54,14 @@ class _Watchdog:
 
     def _arm(self) -> asyncio.TimerHandle:
         # RoundClock uses time.monotonic(), as does the default event loop's clock.
-        delay = max(0.0, self.clock.limit - time.monotonic())
-        return self._loop.call_later(min(delay, 86400.0), self._fire)
+        now = time.monotonic()
+        delay = min(max(0.0, self.clock.limit - now), 86400.0)
+        self.when = now + delay
+        return self._loop.call_later(delay, self._fire)
+
+    def rearm(self) -> None:
+        self._handle.cancel()
+        self._handle = self._arm()
 
     def _fire(self) -> None:
         if time.monotonic() >= self.clock.limit:
@@ -219,6 +227,8 @@ class AsyncStream:
                     if decoder.events != events:
                         events = decoder.events
                         clock.content(monotonic())
+                        if clock.limit < watchdog.when:
+                            watchdog.rearm()
                     for chunk in chunks:
                         delivered = True
                         yield chunk

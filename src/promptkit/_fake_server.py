@@ -12,6 +12,7 @@ mid-stream or stalled, so streaming, timeouts and early close can be tested end 
 
 from __future__ import annotations
 
+import contextlib
 import http
 import json as _json
 import os
@@ -297,7 +298,9 @@ class FakeServer:
         self._stopping = threading.Event()
         self._server = _TCPServer(("127.0.0.1", 0), _Handler)
         self._server.fake = self
-        self.host, self.port = self._server.server_address[:2]
+        address = self._server.socket.getsockname()
+        self.host: str = address[0]
+        self.port: int = address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
             name=f"FakeServer:{self.port}", daemon=True,
@@ -341,10 +344,8 @@ class FakeServer:
             sockets = list(self._sockets)
             threads = list(self._threads)
         for sock in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         deadline = time.monotonic() + _STOP_JOIN
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))

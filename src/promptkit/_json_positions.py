@@ -184,31 +184,72 @@ class Locator:
 def schema_issues(errors: Iterable[ValidationError], locator: Locator) -> list[ValidationIssue]:
     """Issues for JSON Schema validation errors: one per problem, with useful messages.
 
-    For ``oneOf``/``anyOf`` failures the closest alternative's complaint is reported (not just
-    "is not valid under any of the given schemas"); every unexpected property is named.
+    For a ``oneOf``/``anyOf`` failure the complaints of the alternative the value was meant to
+    match are reported (not just "is not valid under any of the given schemas"); every
+    unexpected property is named.
     """
-    from jsonschema.exceptions import best_match
-
     issues: list[ValidationIssue] = []
-    for found in errors:
-        error = best_match([found]) if found.context else found
-        path = tuple(error.absolute_path)
-        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            schema = error.schema if isinstance(error.schema, Mapping) else {}
-            allowed = list(schema.get("properties", {}))
-            patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
-            issues += [
-                locator.issue((*path, key), unexpected_property(key, allowed), key=True)
-                for key in error.instance
-                if key not in allowed and not any(p.search(key) for p in patterns)
-            ]
-        elif error.context:  # the alternatives tie: say what each wanted
-            reasons = dict.fromkeys(_message(sub) for sub in error.context)
-            message = "matches none of the allowed forms: " + "; ".join(list(reasons)[:3])
-            issues.append(locator.issue(path, message))
-        else:
-            issues.append(locator.issue(path, _message(error)))
+    for error in errors:
+        issues += _issues(error, locator)
     return issues
+
+
+def _issues(error: ValidationError, locator: Locator) -> list[ValidationIssue]:
+    path = tuple(error.absolute_path)
+    if error.context:
+        return _alternative_issues(error, locator)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        schema = error.schema if isinstance(error.schema, Mapping) else {}
+        allowed = list(schema.get("properties", {}))
+        patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
+        return [
+            locator.issue((*path, key), unexpected_property(key, allowed), key=True)
+            for key in error.instance
+            if key not in allowed and not any(p.search(key) for p in patterns)
+        ]
+    return [locator.issue(path, _message(error))]
+
+
+def _alternative_issues(error: ValidationError, locator: Locator) -> list[ValidationIssue]:
+    """Issues for a value matching none of a ``oneOf``/``anyOf``'s alternatives."""
+    import heapq
+
+    from jsonschema.exceptions import relevance
+
+    groups: dict[Any, list[ValidationError]] = {}
+    for sub in error.context or ():
+        groups.setdefault(sub.relative_schema_path[0], []).append(sub)
+    # An alternative whose discriminator (a const like "kind") or top-level type differs is
+    # not the one the author meant: leave it out.
+    plausible = [group for group in groups.values() if not any(map(_rules_out, group))]
+    if len(plausible) == 1:
+        return [issue for sub in plausible[0] for issue in _issues(sub, locator)]
+    path = tuple(error.absolute_path)
+    if not plausible and all(sub.validator == "type" for sub in error.context or ()):
+        types = dict.fromkeys(str(t) for sub in error.context or () for t in _listed(sub))
+        return [locator.issue(path, f"expected {' or '.join(types)}, got "
+                                    f"{describe(error.instance)}")]
+    consts = [sub for sub in error.context or () if sub.validator == "const"]
+    if not plausible and len(consts) == len(groups) and len({tuple(c.path) for c in consts}) == 1:
+        allowed = ", ".join(_short(c.validator_value) for c in consts)
+        where = tuple(consts[0].absolute_path)
+        return [locator.issue(where, f"{describe(consts[0].instance)} is not one of {allowed}")]
+    candidates = [sub for group in (plausible or groups.values()) for sub in group]
+    ranked = heapq.nsmallest(2, candidates, key=relevance)
+    if len(ranked) == 2 and relevance(ranked[0]) == relevance(ranked[1]):
+        reasons = list(dict.fromkeys(_message(sub) for sub in candidates))
+        message = "matches none of the allowed forms: " + "; ".join(reasons[:3])
+        return [locator.issue(path, message)]
+    return _issues(ranked[0], locator)
+
+
+def _rules_out(error: ValidationError) -> bool:
+    return error.validator == "const" or (error.validator == "type" and not error.relative_path)
+
+
+def _listed(error: ValidationError) -> list[Any]:
+    value = error.validator_value
+    return value if isinstance(value, list) else [value]
 
 
 def _message(error: ValidationError) -> str:
@@ -220,6 +261,10 @@ def _message(error: ValidationError) -> str:
         return f"{describe(instance)} is not one of {_short(expected)}"
     if kind == "const":
         return f"expected {_short(expected)}, got {describe(instance)}"
+    if kind == "pattern" and len(str(expected)) > 40:  # e.g. SemVer: say what, not the regex
+        schema = error.schema if isinstance(error.schema, Mapping) else {}
+        what = str(schema.get("description", "")).split(". ")[0]
+        return f"{describe(instance)} is not in the required format" + (f": {what}" if what else "")
     message = error.message
     return message if len(message) <= 200 else message[:197] + "..."
 

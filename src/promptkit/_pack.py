@@ -19,7 +19,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -308,6 +307,8 @@ def _from_data(
 @functools.cache
 def _validator() -> Draft202012Validator:
     """The schema validator, built on first use (importing jsonschema is not cheap)."""
+    from importlib import resources
+
     from jsonschema import Draft202012Validator
 
     schema_text = resources.files("promptkit").joinpath(_SCHEMA_RESOURCE).read_text("utf-8")

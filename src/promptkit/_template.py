@@ -26,7 +26,6 @@ import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ._errors import MissingVariableError, PackValidationError, ValidationIssue
@@ -68,15 +67,20 @@ def stringify(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-@dataclass(frozen=True, slots=True)
+# Plain slotted classes rather than dataclasses: these are internal, and cheaper to import.
 class _Variable:
-    name: str
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
-@dataclass(frozen=True, slots=True)
 class _Fragment:
-    name: str
-    written: str
+    __slots__ = ("name", "written")
+
+    def __init__(self, name: str, written: str) -> None:
+        self.name = name
+        self.written = written
 
 
 _Part = str | _Variable | _Fragment

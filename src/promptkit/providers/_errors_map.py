@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-from .._errors import (
+from promptkit._errors import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,

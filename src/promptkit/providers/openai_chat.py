@@ -34,10 +34,11 @@ from collections.abc import Mapping, Sequence
 from json import loads
 from typing import Any
 
-from .._chunks import StreamChunk, text_chunk
-from .._errors import APIStatusError, StreamInterruptedError, StreamProtocolError
-from .._messages import Message, ToolCall, Usage
-from ..transport.sse import SSEDecoder
+from promptkit._chunks import StreamChunk, text_chunk
+from promptkit._errors import APIStatusError, StreamInterruptedError, StreamProtocolError
+from promptkit._messages import Message, ToolCall, Usage
+from promptkit.transport.sse import SSEDecoder
+
 from ._base import Endpoint, HTTPRequest, ModelRequest, RoundResult, ToolDefinition
 from ._errors_map import build_status_error, extract_error_fields, fallback_message
 
@@ -183,9 +184,9 @@ class OpenAIChatDecoder:
         "_by_id",
         "_by_key",
         "_calls",
+        "_error",
         "_finish_reason",
         "_flushed",
-        "_error",
         "_model",
         "_provider",
         "_refusal",

@@ -9,25 +9,26 @@ carry API keys: they never appear in a message or a log.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from .._errors import APIConnectionError, ConnectTimeout
-from .sync_http import ProxyInfo, env_proxy
+from promptkit._errors import APIConnectionError, ConnectTimeout
+from promptkit.transport.sync_http import ProxyInfo, env_proxy
 
 if TYPE_CHECKING:
     import ssl
 
-    from ..providers._base import HTTPRequest
+    from promptkit.providers._base import HTTPRequest
 
 __all__ = ["AsyncHTTPTransport"]
 
 # what a pooled connection the server already closed raises before any response byte
 _STALE_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)
 _MID_STREAM_ERRORS = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError)
+_FOREVER = 1e7  # longer timeouts (math.inf from the drivers included) mean "no timeout"
 
 
 async def _close_at_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
@@ -95,9 +96,10 @@ class AsyncHTTPTransport:
         session = await self._session()
         timeout = self._timeouts.get(connect_timeout)
         if timeout is None:
-            timeout = aiohttp.ClientTimeout(
-                total=None, connect=connect_timeout, sock_connect=connect_timeout
+            limit = None if connect_timeout is None or connect_timeout >= _FOREVER else (
+                connect_timeout
             )
+            timeout = aiohttp.ClientTimeout(total=None, connect=limit, sock_connect=limit)
             self._timeouts[connect_timeout] = timeout
         proxy = self._proxy(request.url) if self._trust_env else None
         retried = False
@@ -128,9 +130,7 @@ class AsyncHTTPTransport:
                     f"connection to {_label(request.url)} failed: {_reason(exc)}"
                 ) from exc
             except aiohttp.InvalidURL:
-                error = APIConnectionError("invalid request URL")  # may hold a key: not shown
-                error.retryable = False
-                raise error from None
+                invalid = "invalid request URL"  # it may hold a key (Gemini's ?key=): not shown
             except aiohttp.ClientResponseError as exc:  # e.g. the proxy refused; holds headers
                 raise APIConnectionError(
                     f"cannot connect to {_label(request.url)}: {exc.status} {exc.message}"
@@ -140,13 +140,16 @@ class AsyncHTTPTransport:
                     f"cannot connect to {_label(request.url)}: {_reason(exc)}"
                 ) from exc
             except (ValueError, UnicodeError):
-                error = APIConnectionError(
+                invalid = (
                     "invalid HTTP header: a name or value holds characters that cannot be sent"
                     " (line breaks, NUL, non-Latin-1); the value is not shown"
                 )
-                error.retryable = False
-                raise error from None
-            return _AsyncBody(response)
+            else:
+                return _AsyncBody(response)
+            # raised outside the except blocks: the original error's text may hold a secret
+            error = APIConnectionError(invalid)
+            error.retryable = False
+            raise error
 
     async def aclose(self) -> None:
         """Close the session of the running loop (and ask other live loops to close theirs)."""
@@ -213,11 +216,14 @@ class _AsyncBody:
 
     __slots__ = ("_broken", "_closed", "_readany", "_response", "headers", "status")
 
+    status: int
+    headers: Mapping[str, str]
+
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self.status = response.status
         headers: dict[str, str] = {}
-        for name, value in response.headers.items():
-            name = name.lower()
+        for raw_name, value in response.headers.items():
+            name = raw_name.lower()
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         self.headers = headers
         self._response = response

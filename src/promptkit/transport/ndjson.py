@@ -10,7 +10,7 @@ from __future__ import annotations
 from json import loads
 from typing import Any
 
-from .._errors import StreamProtocolError
+from promptkit._errors import StreamProtocolError
 
 __all__ = ["NDJSONDecoder"]
 

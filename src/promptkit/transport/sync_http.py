@@ -9,6 +9,7 @@ headers (they carry API keys) into a message or a log.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import os
 import select
@@ -21,18 +22,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from .._errors import APIConnectionError, ConnectTimeout
-from ._base import ReadTimeout
+from promptkit._errors import APIConnectionError, ConnectTimeout
+from promptkit.transport._base import ReadTimeout
 
 if TYPE_CHECKING:
     import ssl
 
-    from ..providers._base import HTTPRequest
+    from promptkit.providers._base import HTTPRequest
 
 __all__ = ["ProxyInfo", "SyncHTTPTransport", "env_proxy"]
 
 _READ_SIZE = 65536
 _TIMEOUT_SLACK = 0.001  # a read timeout within 1 ms of the one set keeps the socket as it is
+_FOREVER = 1e7  # longer timeouts (math.inf from the drivers included) mean "no timeout"
 _MAX_IDLE = 60.0  # seconds an idle pooled connection may wait before it is discarded
 _DRAIN_TIMEOUT = 0.002  # close() waits at most this long for the end of an unfinished body
 _DRAIN_READS = 4
@@ -133,6 +135,11 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _finite(timeout: float | None) -> float | None:
+    """``timeout`` as a socket accepts it: ``None`` for no limit (``inf`` included)."""
+    return None if timeout is None or timeout >= _FOREVER else timeout
+
+
 def _is_dropped(sock: socket.socket) -> bool:
     """Whether an idle connection is unusable: readable means EOF, a reset or stray bytes."""
     try:
@@ -153,12 +160,10 @@ def _invalid_header_error(headers: Mapping[str, str]) -> APIConnectionError:
         if any(c in text for c in "\r\n\0") or max(map(ord, text), default=0) > 0xFF:
             bad = name
             break
-    error = APIConnectionError(
+    return APIConnectionError(
         f"invalid HTTP header {bad!r}: its name or value holds characters that cannot be sent "
         "(line breaks, NUL, non-Latin-1); the value is not shown"
     )
-    error.retryable = False
-    return error
 
 
 class SyncHTTPTransport:
@@ -193,7 +198,7 @@ class SyncHTTPTransport:
         """Send ``request``; return once the status line and headers arrived."""
         parts = urlsplit(request.url)
         route = self._route(parts.scheme, parts.netloc)
-        scheme, host, port = route.key
+        scheme = route.key[0]
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
@@ -204,6 +209,7 @@ class SyncHTTPTransport:
         if proxy_auth is not None and scheme == "http":
             headers = {**headers, "Proxy-Authorization": proxy_auth}
         body = request.body or None
+        applied = _finite(read_timeout)
         conn = self._checkout(route.key)
         reused = conn is not None
         while True:
@@ -212,22 +218,19 @@ class SyncHTTPTransport:
             sock = conn.sock
             assert sock is not None
             try:
-                sock.settimeout(read_timeout)
-                conn.request(request.method, target, body, headers)  # type: ignore[arg-type]
+                sock.settimeout(applied)
+                conn.request(request.method, target, body, headers)
                 response = conn.getresponse()
             except TimeoutError:
                 conn.close()
                 raise ReadTimeout(
                     f"no response from {route.label} within {read_timeout} s"
                 ) from None
-            except http.client.InvalidURL:
-                conn.close()  # the path or query may hold a key (Gemini's ?key=): not shown
-                error = APIConnectionError("invalid characters in the request URL path or query")
-                error.retryable = False
-                raise error from None
-            except (ValueError, UnicodeError):
-                conn.close()  # bad header name or value; its text may hold a secret
-                raise _invalid_header_error(headers) from None
+            except (ValueError, UnicodeError) as exc:
+                # a bad header, or URL (Gemini puts the key in its query): the text of ``exc``
+                # may hold a secret, so the error is raised outside this block, unchained
+                conn.close()
+                invalid = isinstance(exc, http.client.InvalidURL)
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 if reused and isinstance(exc, _STALE_ERRORS):
@@ -236,8 +239,16 @@ class SyncHTTPTransport:
                 raise APIConnectionError(
                     f"connection to {route.label} failed: {_reason(exc)}"
                 ) from exc
-            return _SyncBody(self, route.key, conn, sock, response, read_timeout,
-                             self._generation)
+            else:
+                return _SyncBody(self, route.key, (conn, sock, response), read_timeout,
+                                 self._generation)
+            error = (
+                APIConnectionError("invalid characters in the request URL path or query")
+                if invalid
+                else _invalid_header_error(headers)
+            )
+            error.retryable = False
+            raise error
 
     def close(self) -> None:
         """Close every idle connection; bodies still open close theirs when they finish."""
@@ -296,6 +307,7 @@ class SyncHTTPTransport:
         scheme, host, port = route.key
         proxy = route.proxy
         peer_host, peer_port = (host, port) if proxy is None else (proxy.host, proxy.port)
+        timeout = _finite(timeout)
         conn: http.client.HTTPConnection
         if scheme == "https":
             conn = http.client.HTTPSConnection(
@@ -310,7 +322,9 @@ class SyncHTTPTransport:
             conn.connect()
         except TimeoutError:
             conn.close()
-            raise ConnectTimeout(f"connecting to {route.label} timed out after {timeout} s") from None
+            raise ConnectTimeout(
+                f"connecting to {route.label} timed out after {timeout} s"
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise APIConnectionError(f"cannot connect to {route.label}: {_reason(exc)}") from exc
@@ -349,6 +363,7 @@ class _SyncBody:
     """An open response (a :class:`~promptkit.transport._base.SyncBody`) owning its connection."""
 
     __slots__ = (
+        "_applied",
         "_closed",
         "_conn",
         "_eof",
@@ -365,20 +380,22 @@ class _SyncBody:
         "status",
     )
 
+    status: int
+    headers: Mapping[str, str]
+
     def __init__(
         self,
         transport: SyncHTTPTransport,
         key: tuple[str, str, int],
-        conn: http.client.HTTPConnection,
-        sock: socket.socket,
-        response: http.client.HTTPResponse,
+        exchange: tuple[http.client.HTTPConnection, socket.socket, http.client.HTTPResponse],
         timeout: float | None,
         generation: int,
     ) -> None:
+        conn, sock, response = exchange
         self.status = response.status
         headers: dict[str, str] = {}
-        for name, value in response.getheaders():
-            name = name.lower()
+        for raw_name, value in response.getheaders():
+            name = raw_name.lower()
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         self.headers = headers
         self._transport = transport
@@ -387,7 +404,8 @@ class _SyncBody:
         self._sock = sock
         self._response = response
         self._read1 = response.read1
-        self._timeout = timeout
+        self._timeout = timeout  # as last asked for
+        self._applied = _finite(timeout)  # as set on the socket
         self._generation = generation
         self._eof = False
         self._reusable = not response.will_close
@@ -399,13 +417,17 @@ class _SyncBody:
 
     def read(self, timeout: float | None) -> bytes:
         """Return the next bytes available (one network read at most); ``b""`` at EOF."""
-        if timeout != self._timeout and (
-            timeout is None
-            or self._timeout is None
-            or abs(timeout - self._timeout) > _TIMEOUT_SLACK
-        ):
-            self._sock.settimeout(timeout)
+        if timeout != self._timeout:
             self._timeout = timeout
+            wanted = _finite(timeout)
+            applied = self._applied
+            if wanted is None or applied is None:
+                if wanted is not applied:
+                    self._sock.settimeout(wanted)
+                    self._applied = wanted
+            elif abs(wanted - applied) > _TIMEOUT_SLACK:
+                self._sock.settimeout(wanted)
+                self._applied = wanted
         self._reading = True
         try:
             data = self._read1(_READ_SIZE)
@@ -456,10 +478,8 @@ class _SyncBody:
             response.close()
             self._transport._release(self._key, self._conn, self._generation)
             return
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in another thread
-        except OSError:
-            pass
         response.close()
         self._conn.close()
         self._sock.close()
