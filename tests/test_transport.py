@@ -11,6 +11,7 @@ import socket
 import time
 import traceback
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -356,6 +357,24 @@ def test_sync_get_without_body(server: FakeServer, transport: SyncHTTPTransport)
     assert "content-length" not in server.requests[0].headers
 
 
+def test_sync_transport_is_thread_safe(transport: SyncHTTPTransport) -> None:
+    with FakeServer(lambda request: Reply(body=[request.path.encode()] * 3, chunk_delay=0.002)) as srv:
+
+        def worker(n: int) -> list[bytes]:
+            out = []
+            for i in range(5):
+                path = f"/{n}/{i}"
+                with transport.open(post(srv.url, path), connect_timeout=2,
+                                    read_timeout=2) as body:
+                    out.append(body.read_all(2))
+            return out
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(worker, range(8)))
+        assert results == [[f"/{n}/{i}".encode() * 3 for i in range(5)] for n in range(8)]
+        assert srv.connections_opened <= 8
+
+
 def test_env_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://user:p%40ss@proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "skip.example")
@@ -503,3 +522,59 @@ def test_async_transport_survives_successive_event_loops(server: FakeServer) -> 
     assert len(transport._sessions) == 1  # sessions of finished loops are forgotten
     gc.collect()  # an unclosed session or connector would warn (an error here) now
     assert server.wait_idle(1.0)
+
+
+# --- proxies (the FakeServer plays the proxy; nothing leaves 127.0.0.1) --------------------------
+
+
+@pytest.fixture
+def proxied(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> FakeServer:
+    proxy = f"http://user:{SECRET}@127.0.0.1:{server.port}"
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    return server
+
+
+def test_sync_through_http_proxy(proxied: FakeServer) -> None:
+    proxied.enqueue(Reply(body=PIECES))
+    with SyncHTTPTransport() as transport, transport.open(
+        post("http://api.example.test"), connect_timeout=2, read_timeout=2
+    ) as body:
+        assert body.read_all(2) == b"".join(PIECES)
+    [request] = proxied.requests
+    assert request.path == "http://api.example.test/v1/chat"
+    assert request.headers["proxy-authorization"].startswith("Basic ")
+    assert request.headers["authorization"] == f"Bearer {SECRET}"
+
+
+async def test_async_through_http_proxy(proxied: FakeServer) -> None:
+    proxied.enqueue(Reply(body=PIECES))
+    async with AsyncHTTPTransport() as transport:
+        body = await transport.open(post("http://api.example.test"), connect_timeout=2)
+        assert await body.read_all() == b"".join(PIECES)
+        body.close()
+    [request] = proxied.requests
+    assert request.path == "http://api.example.test/v1/chat"
+    assert request.headers["proxy-authorization"].startswith("Basic ")
+
+
+def test_sync_https_tunnel_refused(proxied: FakeServer) -> None:
+    proxied.enqueue(Reply.json(407, {"error": "proxy auth"}))
+    with SyncHTTPTransport() as transport, pytest.raises(APIConnectionError, match="407") as info:
+        transport.open(post("https://api.example.test"), connect_timeout=2, read_timeout=2)
+    assert proxied.requests[0].method == "CONNECT"
+    assert proxied.requests[0].path == "api.example.test:443"
+    assert proxied.requests[0].headers["proxy-authorization"].startswith("Basic ")
+    no_secret(info.value)
+
+
+async def test_async_https_tunnel_refused(proxied: FakeServer) -> None:
+    proxied.enqueue(Reply.json(407, {"error": "proxy auth"}))
+    async with AsyncHTTPTransport() as transport:
+        with pytest.raises(APIConnectionError, match="407") as info:
+            await transport.open(post("https://api.example.test"), connect_timeout=2)
+    assert proxied.requests[0].method == "CONNECT"
+    assert proxied.requests[0].headers["proxy-authorization"].startswith("Basic ")
+    no_secret(info.value)

@@ -166,7 +166,8 @@ def resolve_provider(
     if preset.dialect == "mock":
         from .mock import mock_binding
 
-        return mock_binding(chosen_model, mock_responses)
+        script = mock_responses or env.get("PROMPTKIT_MOCK_RESPONSES") or None
+        return mock_binding(chosen_model, script)
     key = api_key or _env(preset.key_env, env)
     url = base_url or _env(preset.base_url_env, env)
     if key is None and preset.key_required and url is None:

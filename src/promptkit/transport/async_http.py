@@ -102,6 +102,14 @@ class AsyncHTTPTransport:
             timeout = aiohttp.ClientTimeout(total=None, connect=limit, sock_connect=limit)
             self._timeouts[connect_timeout] = timeout
         proxy = self._proxy(request.url) if self._trust_env else None
+        headers = request.headers
+        proxy_headers = None  # for the CONNECT of an https tunnel
+        proxy_auth = proxy.auth_header() if proxy is not None else None
+        if proxy_auth is not None:
+            if request.url[:6].lower() == "https:":
+                proxy_headers = {"Proxy-Authorization": proxy_auth}
+            else:  # a plain http request goes to the proxy itself
+                headers = {**headers, "Proxy-Authorization": proxy_auth}
         retried = False
         while True:
             try:
@@ -109,14 +117,10 @@ class AsyncHTTPTransport:
                     request.method,
                     request.url,
                     data=request.body or None,
-                    headers=request.headers,
+                    headers=headers,
                     timeout=timeout,
                     proxy=proxy.url if proxy is not None else None,
-                    proxy_auth=(
-                        aiohttp.BasicAuth(proxy.username, proxy.password or "")
-                        if proxy is not None and proxy.username is not None
-                        else None
-                    ),
+                    proxy_headers=proxy_headers,
                 )
             except TimeoutError:
                 raise ConnectTimeout(

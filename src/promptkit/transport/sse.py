@@ -94,17 +94,15 @@ class SSEDecoder:
     def decode(self, data: bytes) -> list[ServerSentEvent]:
         """Return the events completed by ``data`` (possibly none)."""
         out: list[Any] = []
-        lines = self._split(data)
-        if lines:
-            self._lines(lines, out, True)
+        if data:
+            self._feed(data, out, True)
         return out
 
     def decode_data(self, data: bytes) -> list[str]:
         """Fast path of :meth:`decode`: only the ``data`` of each completed event."""
         out: list[Any] = []
-        lines = self._split(data)
-        if lines:
-            self._lines(lines, out, False)
+        if data:
+            self._feed(data, out, False)
         return out
 
     def flush(self) -> list[ServerSentEvent]:
@@ -121,36 +119,51 @@ class SSEDecoder:
 
     # --- bytes to lines ----------------------------------------------------------------------
 
-    def _split(self, data: bytes) -> list[bytes] | None:
-        """Complete lines of ``data`` (joined with any pending partial line), or None."""
-        if not data:
-            return None
+    def _feed(self, data: bytes, out: list[Any], events: bool) -> None:
+        """Split ``data`` into lines (joined with any pending partial line) and interpret them."""
         if self._bom_pending:
             data = self._strip_bom(data)
             if not data:
-                return None
+                return
         if self._after_cr:
             self._after_cr = False
             if data[0] == _LF:
                 data = data[1:]
                 if not data:
-                    return None
+                    return
         if _CR in data:
             self._after_cr = data[-1] == _CR
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        partial = self._partial
+        if (not partial and not self._data and not self._event
+                and self._event_retry is None):
+            # Fast path: at an event boundary, take whole "data: ..." blocks without a line loop.
+            end = data.rfind(b"\n\n")
+            if end >= 0:
+                for block in data[:end].split(b"\n\n"):
+                    if block[:6] == b"data: " and _LF not in block:
+                        text = block[6:].decode("utf-8", "replace")
+                        out.append(ServerSentEvent("", text, self.last_event_id) if events
+                                   else text)
+                    else:
+                        lines = block.split(b"\n")
+                        lines.append(b"")
+                        self._lines(lines, out, events)
+                data = data[end + 2:]
+                if not data:
+                    return
         lines = data.split(b"\n")
         last = lines.pop()
-        partial = self._partial
         if not lines:
             partial += last
-            return None
+            return
         if partial:
             partial += lines[0]
             lines[0] = bytes(partial)
             partial.clear()
         if last:
             partial += last
-        return lines
+        self._lines(lines, out, events)
 
     def _strip_bom(self, data: bytes) -> bytes:
         """Drop a UTF-8 byte order mark at the very start of the stream (it may be split)."""
