@@ -80,7 +80,8 @@ def test_fragment_nesting_beyond_the_limit_is_an_error() -> None:
 def test_fragment_problems_finds_cycles_and_depth() -> None:
     assert fragment_problems(_chain(MAX_FRAGMENT_DEPTH)) == []
     assert fragment_problems({"a": "{{fragment:b}}", "b": "x"}) == []
-    cycles = fragment_problems({"a": "{{fragment:b}}", "b": "{{fragment:a}}", "c": "{{fragment:a}}"})
+    looped = {"a": "{{fragment:b}}", "b": "{{fragment:a}}", "c": "{{fragment:a}}"}
+    cycles = fragment_problems(looped)
     assert len(cycles) == 1
     assert "cycle" in cycles[0][1]
     deep = fragment_problems(_chain(MAX_FRAGMENT_DEPTH + 1))
@@ -98,7 +99,8 @@ def test_dot_path_prefers_the_literal_key() -> None:
 
 def test_dot_path_walks_into_json_objects_and_arrays() -> None:
     variables = {
-        "user": '{"name": "Ada", "langs": ["en", "fr"], "age": 36, "admin": true, "meta": {"a": 1}}',
+        "user": '{"name": "Ada", "langs": ["en", "fr"], "age": 36, "admin": true, '
+                '"meta": {"a": 1}}',
         "items": '[{"title": "First"}, {"title": "Second"}]',
     }
     template = (
@@ -252,7 +254,7 @@ def test_render_replaces_every_known_placeholder(
 @given(pieces=st.lists(st.tuples(_literal, _names), min_size=1, max_size=6))
 def test_render_lists_exactly_the_unknown_names(pieces: list[tuple[str, str]]) -> None:
     template = "".join(f"{text}{{{{{name}}}}}" for text, name in pieces)
-    known = {name: "v" for name in {name for _, name in pieces[::2]}}
+    known = dict.fromkeys({name for _, name in pieces[::2]}, "v")
     unknown = [name for _, name in pieces if name not in known]
     if not unknown:
         assert not re.search(r"\{\{", render(template, known, {}))

@@ -358,7 +358,10 @@ def test_sync_get_without_body(server: FakeServer, transport: SyncHTTPTransport)
 
 
 def test_sync_transport_is_thread_safe(transport: SyncHTTPTransport) -> None:
-    with FakeServer(lambda request: Reply(body=[request.path.encode()] * 3, chunk_delay=0.002)) as srv:
+    def echo(request: RecordedRequest) -> Reply:
+        return Reply(body=[request.path.encode()] * 3, chunk_delay=0.002)
+
+    with FakeServer(echo) as srv:
 
         def worker(n: int) -> list[bytes]:
             out = []

@@ -202,8 +202,8 @@ def test_invalid_default_is_reported_when_used_not_when_built() -> None:
 @pytest.mark.parametrize(
     ("variable", "good", "bad", "reason"),
     [
-        (spec(type="number"), ["3", "-2.5", "1e3", "+.5", "7."], ["abc", "", "1,5", "nan", "inf",
-                                                                 "1e999", " 3"], "expected a number"),
+        (spec(type="number"), ["3", "-2.5", "1e3", "+.5", "7."],
+         ["abc", "", "1,5", "nan", "inf", "1e999", " 3"], "expected a number"),
         (spec(type="boolean"), ["true", "false", "TRUE", "False"], ["1", "0", "yes", ""],
          "expected true or false"),
         (spec(type="object"), ['{"a": 1}', "{}"], ["[]", "nope", '"s"'], "JSON object"),
@@ -274,7 +274,8 @@ def test_spec_problems() -> None:
     errors, _ = spec_problems(spec(pattern="(unclosed"))
     assert errors and errors[0][0] == "validation.pattern"
     errors, _ = spec_problems(spec(min_length=5, max_length=2))
-    assert errors == [("validation", "min_length 5 is greater than max_length 2: no value can pass")]
+    assert errors == [
+        ("validation", "min_length 5 is greater than max_length 2: no value can pass")]
     errors, _ = spec_problems(spec(type="number", minimum=5, maximum=2))
     assert errors and "minimum 5" in errors[0][1]
     errors, warnings = spec_problems(spec(enum=("a", "b"), default="c"))

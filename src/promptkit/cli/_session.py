@@ -13,9 +13,9 @@ from .main import parse_vars
 __all__ = ["open_from_args"]
 
 FALLBACK_NOTICE = (
-    "No LLM provider is configured ({reason}).\n"
-    "Using the offline mock provider; set OPENAI_API_KEY (or ANTHROPIC_API_KEY, GEMINI_API_KEY,"
-    " OLLAMA_HOST) or pass --provider to talk to a real model.\n"
+    "No LLM provider is configured, so this chat uses the offline mock provider.\n"
+    "Set OPENAI_API_KEY (or ANTHROPIC_API_KEY, GEMINI_API_KEY, OLLAMA_HOST) or pass --provider"
+    " to talk to a real model.\n"
 )
 
 
@@ -39,10 +39,10 @@ def open_from_args(args: argparse.Namespace, *, notice: Callable[[str], None],
     pack = promptkit.load_pack(args.pack)
     try:
         conversation = promptkit.open(pack, args.prompt, provider=provider, **options)
-    except ProviderNotConfiguredError as exc:
+    except ProviderNotConfiguredError:
         if provider is not None:
             raise
-        notice(FALLBACK_NOTICE.format(reason=_first_sentence(str(exc))))
+        notice(FALLBACK_NOTICE)
         pacing = {"delay": 0.02, "first_delay": 0.3}
         options["mock_responses"] = mock_responses or pacing
         conversation = promptkit.open(pack, args.prompt, provider="mock", **options)
@@ -59,10 +59,6 @@ def _ask_missing(conversation: Conversation, ask: Callable[[str], str]) -> None:
         except MissingVariableError as exc:
             name = exc.names[0]
             conversation.set_var(name, ask(f"{name}: "))
-
-
-def _first_sentence(text: str) -> str:
-    return text.split(":", 1)[0]
 
 
 def report_error(exc: BaseException) -> int:

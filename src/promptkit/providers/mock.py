@@ -85,6 +85,9 @@ class MockResponses:
             if not isinstance(data, Mapping):
                 raise ProviderNotConfiguredError(f"mock responses {path} must be a mapping")
         turns = data.get("turns") or {}
+        for key in ("delay", "first_delay"):  # pacing may also live in the file (extension)
+            if key in data:
+                options.setdefault(key, float(data[key]))
         return cls(
             default_response=data.get("defaultResponse"),
             scenarios=data.get("scenarios") or {},

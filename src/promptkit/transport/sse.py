@@ -69,6 +69,7 @@ class SSEDecoder:
     __slots__ = (
         "_after_cr",
         "_bom_pending",
+        "_boundary",
         "_data",
         "_event",
         "_event_retry",
@@ -85,6 +86,7 @@ class SSEDecoder:
         self._partial = bytearray()  # an incomplete line (never holds CR or LF)
         self._after_cr = False  # the previous read ended in CR: skip one leading LF
         self._bom_pending = True  # a UTF-8 BOM may open the stream
+        self._boundary = False  # between two events: no partial line, no pending fields
         self._event = ""
         self._event_retry: int | None = None
         self._data: list[bytes] = []
@@ -121,41 +123,42 @@ class SSEDecoder:
 
     def _feed(self, data: bytes, out: list[Any], events: bool) -> None:
         """Split ``data`` into lines (joined with any pending partial line) and interpret them."""
-        if self._bom_pending:
-            data = self._strip_bom(data)
-            if not data:
+        if not (self._boundary and not self._after_cr and data[-2:] == b"\n\n"
+                and _CR not in data):
+            if self._bom_pending:
+                data = self._strip_bom(data)
+                if not data:
+                    return
+            if self._after_cr:
+                self._after_cr = False
+                if data[0] == _LF:
+                    data = data[1:]
+                    if not data:
+                        return
+            if _CR in data:
+                self._after_cr = data[-1] == _CR
+                data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if not (self._boundary and data[-2:] == b"\n\n"):
+                self._split(data, out, events)
                 return
-        if self._after_cr:
-            self._after_cr = False
-            if data[0] == _LF:
-                data = data[1:]
-                if not data:
-                    return
-        if _CR in data:
-            self._after_cr = data[-1] == _CR
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        partial = self._partial
-        if (not partial and not self._data and not self._event
-                and self._event_retry is None):
-            # Fast path: at an event boundary, take whole "data: ..." blocks without a line loop.
-            end = data.rfind(b"\n\n")
-            if end >= 0:
-                for block in data[:end].split(b"\n\n"):
-                    if block[:6] == b"data: " and _LF not in block:
-                        text = block[6:].decode("utf-8", "replace")
-                        out.append(ServerSentEvent("", text, self.last_event_id) if events
-                                   else text)
-                    else:
-                        lines = block.split(b"\n")
-                        lines.append(b"")
-                        self._lines(lines, out, events)
-                data = data[end + 2:]
-                if not data:
-                    return
+        # Fast path: the read holds whole events and starts between two events.
+        for block in data[:-2].split(b"\n\n"):
+            if block[:6] == b"data: " and _LF not in block:
+                text = block[6:].decode("utf-8", "replace")
+                out.append(ServerSentEvent("", text, self.last_event_id) if events else text)
+            else:
+                lines = block.split(b"\n")
+                lines.append(b"")
+                self._lines(lines, out, events)
+
+    def _split(self, data: bytes, out: list[Any], events: bool) -> None:
+        """The general path: any line layout, partial lines kept for the next read."""
         lines = data.split(b"\n")
         last = lines.pop()
+        partial = self._partial
         if not lines:
             partial += last
+            self._boundary = False
             return
         if partial:
             partial += lines[0]
@@ -163,6 +166,7 @@ class SSEDecoder:
             partial.clear()
         if last:
             partial += last
+        self._boundary = not last and not lines[-1]
         self._lines(lines, out, events)
 
     def _strip_bom(self, data: bytes) -> bytes:
@@ -179,6 +183,7 @@ class SSEDecoder:
         """The lines still pending at EOF, followed by a blank line that dispatches."""
         self._after_cr = False
         self._bom_pending = False
+        self._boundary = True
         if self._partial:
             line = bytes(self._partial)
             self._partial.clear()
