@@ -9,8 +9,7 @@ PACK = Path(__file__).with_name("hello.pack.json")
 
 with promptkit.open(PACK, "chat", variables={"user_name": "Ada"}) as conv:
     char_count = 0
-    chunk_count = 0
-    for chunk in conv.stream("Tell me about AI"):
+    for chunk_count, chunk in enumerate(conv.stream("Tell me about AI")):
         if chunk.error is not None:
             break
         if chunk.type is ChunkType.DONE:
@@ -22,4 +21,3 @@ with promptkit.open(PACK, "chat", variables={"user_name": "Ada"}) as conv:
             break
         print(chunk.text, end="", flush=True)
         char_count += len(chunk.text)
-        chunk_count += 1

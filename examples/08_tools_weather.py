@@ -1,6 +1,6 @@
 """Tutorial 3: a weather assistant. The model calls your handlers; the loop is automatic."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ with promptkit.open(PACK, "assistant") as conv:
 
     @conv.tool
     def get_time(args: dict[str, Any]) -> dict[str, str]:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return {"time": now.strftime("%H:%M:%S"), "timezone": args.get("timezone", "UTC"),
                 "date": now.strftime("%Y-%m-%d")}
 

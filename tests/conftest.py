@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from support import Driver
 
 PROVIDER_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",

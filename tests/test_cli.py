@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from support import PACKS, REPO, WIRE
 
 from promptkit.cli.main import main
 from promptkit.testing import FakeServer, Reply
+
+from support import PACKS, REPO, WIRE
 
 HELLO = REPO / "examples" / "hello.pack.json"
 KEY = "sk-cli-secret-0123456789abcdefghij"
@@ -127,7 +128,7 @@ def test_chat_asks_for_missing_required_variables() -> None:
 
 def test_ctrl_c_stops_the_answer_and_keeps_the_conversation(tmp_path: Path) -> None:
     script = tmp_path / "slow.yaml"
-    script.write_text("delay: 0.2\nturns:\n  1: " + " ".join(["word"] * 40) + "\n  2: done now\n")
+    script.write_text("delay: 0.1\nturns:\n  1: " + " ".join(["word"] * 40) + "\n  2: done now\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "promptkit.cli.main", "chat", str(HELLO), "chat",
          "--var", "user_name=Ada", "--mock-responses", str(script)],

@@ -21,7 +21,8 @@ TOOLS = PACKS / "tools.pack.json"
 WEATHER_SCRIPT = {
     "turns": {
         1: {"type": "tool_calls",
-            "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris", "country": "FR"}}]},
+            "tool_calls": [{"name": "get_weather",
+                            "arguments": {"city": "Paris", "country": "FR"}}]},
         2: "It is sunny in Paris.",
     }
 }
@@ -238,7 +239,7 @@ def test_unserialisable_result_becomes_an_error_result(driver: Driver) -> None:
 def test_runaway_tool_loop_stops_with_tool_loop_limit(driver: Driver) -> None:
     loop = {"type": "tool_calls", "tool_calls": [{"name": "get_weather",
                                                    "arguments": {"city": "Paris"}}]}
-    conv = open_mock(driver, script={"turns": {n: loop for n in range(1, 10)}})
+    conv = open_mock(driver, script={"turns": dict.fromkeys(range(1, 10), loop)})
     conv.on_tool("get_weather", lambda args: "sunny")
     chunks = driver.stream(conv, "loop forever")
     assert chunks[-1].type is ChunkType.ERROR

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import PACKS, WIRE, Driver, kinds, texts
 
 import promptkit
 from promptkit import ChunkType, StreamChunk
 from promptkit.testing import FakeServer, Reply
+
+from support import PACKS, WIRE, Driver, kinds, texts
 
 OPENAI = WIRE / "openai-chat"
 ASSISTANT = PACKS / "assistant.pack.json"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from support import REPO
 
 EXAMPLES = REPO / "examples"
@@ -27,7 +28,7 @@ def run_example(name: str, script: str | None = HELLO, stdin: str = "") -> str:
 
 
 def test_every_example_is_covered() -> None:
-    covered = {name for name in CASES}
+    covered = set(CASES)
     assert covered == {p.name for p in EXAMPLES.glob("*.py")}
 
 

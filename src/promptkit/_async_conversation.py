@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 

@@ -193,6 +193,8 @@ class ProviderNotConfiguredError(ProviderError):
 class APIStatusError(ProviderError):
     """The provider answered with an error, by HTTP status or by an error event in the stream."""
 
+    retry_after: float | None
+
     def __init__(
         self,
         message: str,

@@ -60,7 +60,7 @@ def _as_pack(pack: str | os.PathLike[str] | Pack) -> Pack:
     return pack if isinstance(pack, Pack) else load_pack(pack)
 
 
-def open(  # noqa: A001 - the public name mirrors the Go SDK's Open
+def open(
     pack: str | os.PathLike[str] | Pack,
     prompt: str,
     *,

@@ -3,11 +3,11 @@
 A pack is read, parsed, validated against the bundled PromptPack 1.5.0 JSON Schema (the one the
 Go PromptKit runtime embeds) plus a few checks a schema cannot express, and turned into a
 :class:`Pack` of :class:`PromptSpec` and :class:`ToolSpec` values. Every problem is reported at
-once, each with its JSON path and ``line:column`` in the file.
+once, each with its JSON path and ``line:column`` in the file::
 
-    >>> pack = load_pack("hello.pack.json")
-    >>> pack.prompt("chat").variables[0].name
-    'user_name'
+    pack = load_pack("hello.pack.json")
+    prompt = pack.prompt("chat")          # PromptNotFoundError lists the available prompts
+    prompt.variables[0].name              # 'user_name'
 """
 
 from __future__ import annotations

@@ -36,5 +36,5 @@ class RetryPolicy:
             if hint > self.max_retry_after:
                 return None
             return max(0.0, hint)
-        base = min(self.max_delay, self.initial_delay * (2**attempt))
+        base = min(self.max_delay, self.initial_delay * 2.0**attempt)
         return base * (1 - 0.25 * random.random())

@@ -4,9 +4,10 @@ The syntax is deliberately small (no conditionals, loops, filters or code):
 
 - ``{{name}}`` and ``{{ name }}`` — a variable;
 - ``{{user.name}}``, ``{{items[0].title}}`` — the literal variable ``user.name`` if one is set,
-  otherwise a walk into the JSON object or array held by ``user`` / ``items``;
-- ``{{fragments.x}}`` and ``{{fragment:x}}`` — the pack fragment ``x``, itself rendered (it may
-  use variables and other fragments; nesting is limited and cycles are errors).
+  otherwise a walk into the JSON object or array held by ``user`` / ``items`` (a path that does
+  not exist, or ends at JSON ``null``, is unresolved);
+- ``{{fragments.x}}`` and ``{{fragment:x}}`` — always the pack fragment ``x``, itself rendered
+  (it may use variables and other fragments; nesting is limited and cycles are errors).
 
 Anything else between double braces (``{{#if x}}``, ``{{ a | b }}``) is not a placeholder and is
 kept as literal text. Every placeholder left without a value raises one

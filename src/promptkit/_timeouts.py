@@ -33,7 +33,8 @@ class Timeouts:
         for name in ("connect", "first_token", "idle", "total"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ValueError(f"Timeouts.{name} must be a positive number or None, not {value!r}")
+                raise ValueError(
+                    f"Timeouts.{name} must be a positive number or None, not {value!r}")
 
 
 def _or_inf(value: float | None) -> float:

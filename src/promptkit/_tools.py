@@ -60,7 +60,7 @@ class RegisteredTool:
     def of(cls, fn: ToolHandler) -> RegisteredTool:
         if not callable(fn):
             raise TypeError(f"tool handler must be callable, not {type(fn).__name__}")
-        target = fn.__call__ if not inspect.isroutine(fn) and hasattr(fn, "__call__") else fn
+        target = fn if inspect.isroutine(fn) else type(fn).__call__  # callable objects
         is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
         try:
             params = [

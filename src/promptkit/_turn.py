@@ -146,11 +146,11 @@ def run_turn(plan: TurnPlan) -> Generator[Action, Any, Response]:
             ran: Sequence[ToolResult] = yield RunTools(runs)
             for run, tool_result in zip(runs, ran, strict=True):
                 slots[run.index] = tool_result
-        for tool_result in slots:
-            assert tool_result is not None
-            results.append(tool_result)
-            added.append(Message(role="tool", tool_result=tool_result))
-            yield Emit(StreamChunk(type=ChunkType.TOOL_RESULT, tool_result=tool_result))
+        for slot in slots:
+            assert slot is not None
+            results.append(slot)
+            added.append(Message(role="tool", tool_result=slot))
+            yield Emit(StreamChunk(type=ChunkType.TOOL_RESULT, tool_result=slot))
 
     final = added[-1]
     model = result.model or plan.model

@@ -17,9 +17,11 @@ Then the pack's ``validation`` rules: ``pattern`` (``re.search``, as JSON Schema
 value as a number) and ``enum`` (the text equals an allowed value's text, or the typed values
 are equal).
 
-    >>> variables = VariableSet(prompt.variables, {"user_name": "Ada"})
-    >>> variables.set("tone", "friendly")
-    >>> system_prompt = variables.resolve(prompt.template, pack.fragments, prompt.name)
+Typical use, once per conversation and then every turn::
+
+    variables = VariableSet(prompt.variables, {"user_name": "Ada"})
+    variables.set("tone", "friendly")
+    system_prompt = variables.resolve(prompt.template, pack.fragments, prompt.name)
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ def _answer(console: Console, conversation: Conversation, message: str,
                     console.out(chunk.text, end="", highlight=False)
                 elif chunk.type is ChunkType.TOOL_CALL and chunk.tool_call is not None:
                     call = chunk.tool_call
-                    console.print(f"\n[dim]→ {call.name}({call.raw_arguments or call.arguments})[/]")
+                    shown = call.raw_arguments or call.arguments
+                    console.print(f"\n[dim]→ {call.name}({shown})[/]")
                 elif chunk.type is ChunkType.TOOL_RESULT and chunk.tool_result is not None:
                     result = chunk.tool_result
                     style = "red" if result.is_error else "dim"

@@ -180,7 +180,8 @@ def resolve_provider(
     endpoint = Endpoint(base_url=root, api_key=key)
     from .openai_chat import OpenAIChatDialect
 
-    return Binding(provider=name, model=chosen_model, dialect=OpenAIChatDialect(endpoint, name=name),
+    dialect = OpenAIChatDialect(endpoint, name=name)
+    return Binding(provider=name, model=chosen_model, dialect=dialect,
                    sync_transport=shared_sync_transport, async_transport=shared_async_transport)
 
 

@@ -75,7 +75,8 @@ class MockResponses:
             try:
                 text = path.read_text(encoding="utf-8")
             except OSError as exc:
-                raise ProviderNotConfiguredError(f"cannot read mock responses {path}: {exc}") from exc
+                raise ProviderNotConfiguredError(
+                    f"cannot read mock responses {path}: {exc}") from exc
             if path.suffix.lower() == ".json":
                 data = json.loads(text)
             else:
@@ -154,8 +155,9 @@ def render_sse(turn: MockTurn, *, model: str, prompt_chars: int, call_offset: in
         raw = json.dumps(arguments, separators=(",", ":"))
         half = len(raw) // 2
         call_id = f"call_{call_offset + index + 1}_{name}"
-        pieces.append(chunk({"tool_calls": [{"index": index, "id": call_id, "type": "function",
-                                             "function": {"name": name, "arguments": raw[:half]}}]}))
+        first = {"index": index, "id": call_id, "type": "function",
+                 "function": {"name": name, "arguments": raw[:half]}}
+        pieces.append(chunk({"tool_calls": [first]}))
         pieces.append(chunk({"tool_calls": [{"index": index,
                                              "function": {"arguments": raw[half:]}}]}))
     pieces.append(chunk({}, "tool_calls" if turn.tool_calls else "stop"))

@@ -40,7 +40,7 @@ class _Body:
 
     def __init__(self, reply: MockReply) -> None:
         self.status = reply.status
-        self.headers = {k.lower(): v for k, v in reply.headers.items()}
+        self.headers: Mapping[str, str] = {k.lower(): v for k, v in reply.headers.items()}
         self._pieces = list(reply.pieces)
         self._index = 0
         self._reply = reply

@@ -39,6 +39,8 @@ _MAX_IDLE = 60.0  # seconds an idle pooled connection may wait before it is disc
 _DRAIN_TIMEOUT = 0.002  # close() waits at most this long for the end of an unfinished body
 _DRAIN_READS = 4
 _PROXY_PLATFORMS = ("darwin", "win32")  # where getproxies() also reads system settings
+# states of the chunked-body decoder (a positive count means "inside a chunk, n bytes left")
+_SIZE, _CRLF, _TRAILER, _END = 0, -1, -2, -3
 # what a pooled connection the server already closed raises before any response byte
 _STALE_ERRORS = (
     ConnectionError,
@@ -364,11 +366,14 @@ class _SyncBody:
 
     __slots__ = (
         "_applied",
+        "_chunk",
         "_closed",
         "_conn",
         "_eof",
+        "_fp",
         "_generation",
         "_key",
+        "_raw",
         "_read1",
         "_reading",
         "_response",
@@ -403,7 +408,13 @@ class _SyncBody:
         self._conn = conn
         self._sock = sock
         self._response = response
-        self._read1 = response.read1
+        self._fp = response.fp
+        self._raw = b""  # chunked framing bytes received but not decoded yet
+        self._chunk = _SIZE
+        # http.client decodes one chunk per call, in Python; servers send one SSE event per
+        # chunk, so a chunked body is decoded here instead, every chunk already received at once
+        chunked = response.chunked and response.length is None and self._fp is not None
+        self._read1 = self._read_chunked if chunked else response.read1
         self._timeout = timeout  # as last asked for
         self._applied = _finite(timeout)  # as set on the socket
         self._generation = generation
@@ -448,6 +459,62 @@ class _SyncBody:
                 raise APIConnectionError("connection dropped mid-stream")
             self._eof = True
         return data
+
+    def _read_chunked(self, size: int) -> bytes:
+        """Decode the chunks already received (one network read if there are none); b"" at end."""
+        out: list[bytes] = []
+        raw = self._raw
+        state = self._chunk
+        while True:
+            pos, end = 0, len(raw)
+            while pos < end:
+                if state > 0:  # chunk data
+                    stop = min(end, pos + state)
+                    out.append(raw[pos:stop])
+                    state -= stop - pos
+                    pos = stop
+                    if not state:
+                        state = _CRLF
+                    continue
+                if state == _END:
+                    self._reusable = False  # bytes after the body: not a clean connection
+                    break
+                newline = raw.find(b"\n", pos)
+                if newline < 0:
+                    break
+                line = raw[pos:newline]
+                pos = newline + 1
+                if state == _CRLF:
+                    if line not in (b"", b"\r"):
+                        return self._bad_framing()
+                    state = _SIZE
+                elif state == _SIZE:
+                    try:
+                        state = int(line.split(b";", 1)[0], 16)
+                    except ValueError:
+                        return self._bad_framing()
+                    if state < 0:
+                        return self._bad_framing()
+                    if not state:
+                        state = _TRAILER
+                elif line in (b"", b"\r"):  # the blank line ending the trailer
+                    state = _END
+            raw = raw[pos:] if pos else raw
+            if out or state == _END:
+                self._raw, self._chunk = raw, state
+                return b"".join(out)
+            if len(raw) > _READ_SIZE:  # a size or trailer line this long is not HTTP
+                return self._bad_framing()
+            assert self._fp is not None
+            data = self._fp.read1(size)
+            if not data:
+                self._reusable = False
+                raise APIConnectionError("connection dropped mid-stream")
+            raw = raw + data if raw else data
+
+    def _bad_framing(self) -> bytes:
+        self._reusable = False
+        raise APIConnectionError("invalid chunked encoding in the response body")
 
     def read_all(self, timeout: float | None, limit: int = 1 << 20) -> bytes:
         """Read the rest of the body, up to ``limit`` bytes, within ``timeout`` seconds overall."""

@@ -1,0 +1,80 @@
+"""The public surface: exported names, sync/async parity, and cheap imports."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import promptkit
+from promptkit import AsyncConversation, AsyncStream, Conversation, Stream
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert promptkit.__all__ == sorted(promptkit.__all__)
+    for name in promptkit.__all__:
+        assert hasattr(promptkit, name), name
+    public = {n for n in vars(promptkit) if not n.startswith("_") and not inspect.ismodule(
+        getattr(promptkit, n))}
+    assert public <= set(promptkit.__all__) | {"annotations"}
+
+
+def test_design_contract_names_exist() -> None:
+    for name in ("open", "open_async", "load_pack", "Timeouts", "ChunkType", "StreamChunk",
+                 "Response", "Conversation", "AsyncConversation", "PromptKitError",
+                 "PackError", "PackNotFoundError", "PackValidationError", "PromptNotFoundError",
+                 "VariableError", "MissingVariableError", "InvalidVariableError",
+                 "ProviderError", "ProviderNotConfiguredError", "APIStatusError",
+                 "AuthenticationError", "PermissionDeniedError", "NotFoundError",
+                 "RateLimitError", "ContextLengthError", "OverloadedError", "ServerError",
+                 "BadRequestError", "APIConnectionError", "StreamInterruptedError",
+                 "StreamProtocolError", "ConnectTimeout", "FirstTokenTimeout", "IdleTimeout",
+                 "TurnTimeout", "ToolError", "ToolNotRegisteredError", "ToolArgumentsError",
+                 "ToolLoopLimitError", "ConversationClosedError", "ConversationBusyError",
+                 "StoreError", "ConversationNotFoundError"):
+        assert hasattr(promptkit, name), name
+    for timeout in (promptkit.ConnectTimeout, promptkit.FirstTokenTimeout,
+                    promptkit.IdleTimeout, promptkit.TurnTimeout):
+        assert issubclass(timeout, TimeoutError) and issubclass(timeout, promptkit.ProviderError)
+    assert issubclass(promptkit.PackNotFoundError, FileNotFoundError)
+    assert {m.name for m in promptkit.ChunkType} >= {"TEXT", "TOOL_CALL", "TOOL_RESULT", "DONE",
+                                                       "ERROR"}
+
+
+def _public_methods(cls: type) -> dict[str, inspect.Signature]:
+    return {name: inspect.signature(member) for name, member in inspect.getmembers(cls)
+            if not name.startswith("_") and callable(member)}
+
+
+def test_sync_and_async_conversations_expose_the_same_methods() -> None:
+    sync = _public_methods(Conversation)
+    asynchronous = _public_methods(AsyncConversation)
+    assert set(asynchronous) - set(sync) == {"aclose"}
+    assert set(sync) == set(asynchronous) - {"aclose"}
+    for name, signature in sync.items():
+        other = asynchronous[name]
+        assert list(signature.parameters) == list(other.parameters), name
+    awaited = {name for name, member in inspect.getmembers(AsyncConversation)
+               if inspect.iscoroutinefunction(member)
+               and (not name.startswith("_") or name.startswith("__"))}
+    assert awaited == {"send", "clear", "fork", "aclose", "close", "__aenter__", "__aexit__"}
+    props = {n for n, m in inspect.getmembers(Conversation) if isinstance(m, property)}
+    async_props = {n for n, m in inspect.getmembers(AsyncConversation) if isinstance(m, property)}
+    assert props == async_props
+
+
+def test_sync_and_async_streams_expose_the_same_methods() -> None:
+    sync = set(_public_methods(Stream))
+    asynchronous = set(_public_methods(AsyncStream))
+    assert asynchronous - sync == {"aclose"}
+    assert sync - asynchronous == set()
+
+
+def test_import_is_cheap_and_lazy() -> None:
+    code = ("import sys, promptkit; "
+            "heavy = [m for m in ('aiohttp', 'jsonschema', 'rich', 'yaml', 'http.client', "
+            "'promptkit.providers.openai_chat', 'promptkit.cli.chat') if m in sys.modules]; "
+            "print(heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
