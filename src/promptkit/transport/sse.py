@@ -122,7 +122,7 @@ class SSEDecoder:
     # --- bytes to lines ----------------------------------------------------------------------
 
     def _feed(self, data: bytes, out: list[Any], events: bool) -> None:
-        """Split ``data`` into lines (joined with any pending partial line) and interpret them."""
+        """Route one read: whole events at an event boundary take the fast path."""
         if not (self._boundary and not self._after_cr and data[-2:] == b"\n\n"
                 and _CR not in data):
             if self._bom_pending:

@@ -1,0 +1,124 @@
+"""Provider selection: explicit > pack provider block > model prefix > environment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import PACKS
+
+import promptkit
+from promptkit.providers._select import infer_provider, resolve_provider
+
+HELLO = PACKS / "hello.pack.json"
+KEY = "sk-select-0123456789abcdefghijklmn"
+
+
+def pack_with_provider(tmp_path: Path, block: dict[str, Any]) -> Path:
+    data = json.loads(HELLO.read_text())
+    data["provider"] = block
+    path = tmp_path / "with-provider.pack.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(("model", "provider"), [
+    ("claude-sonnet-4-5", "anthropic"), ("gemini-2.5-flash", "gemini"), ("gpt-4o", "openai"),
+    ("o3-mini", "openai"), ("o4-mini", "openai"), ("llama3.2:3b", "ollama"),
+    ("mock-model", "mock"), ("mistral-large", None), ("openai/gpt-4o", None),
+])
+def test_model_prefix_inference(model: str, provider: str | None) -> None:
+    assert infer_provider(model) == provider
+
+
+def test_nothing_configured_names_the_variables_to_set() -> None:
+    with pytest.raises(promptkit.ProviderNotConfiguredError) as info:
+        promptkit.open(HELLO, "chat")
+    message = str(info.value)
+    for variable in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OLLAMA_HOST"):
+        assert variable in message
+
+
+def test_missing_key_for_the_chosen_provider_names_its_variable() -> None:
+    with pytest.raises(promptkit.ProviderNotConfiguredError, match="OPENAI_API_KEY"):
+        promptkit.open(HELLO, "chat", provider="openai")
+    with pytest.raises(promptkit.ProviderNotConfiguredError, match="ANTHROPIC_API_KEY"):
+        promptkit.open(HELLO, "chat", model="claude-sonnet-4-5")
+
+
+def test_unknown_provider_lists_the_known_ones() -> None:
+    with pytest.raises(promptkit.ProviderNotConfiguredError, match="openai"):
+        promptkit.open(HELLO, "chat", provider="nonesuch")
+
+
+def test_environment_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    assert resolve_provider().provider == "anthropic"
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    binding = resolve_provider()
+    assert (binding.provider, binding.model) == ("openai", "gpt-4o-mini")
+    monkeypatch.setenv("PROMPTKIT_PROVIDER", "gemini")
+    assert resolve_provider().provider == "gemini"
+
+
+def test_model_prefix_beats_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    binding = resolve_provider(model="claude-sonnet-4-5")
+    assert (binding.provider, binding.model) == ("anthropic", "claude-sonnet-4-5")
+
+
+def test_pack_provider_block_beats_model_prefix_and_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    path = pack_with_provider(tmp_path, {"name": "mock", "model": "mock-large"})
+    conv = promptkit.open(path, "chat", variables={"user_name": "Ada"})
+    assert (conv.provider, conv.model) == ("mock", "mock-large")
+    conv = promptkit.open(path, "chat", variables={"user_name": "Ada"}, model="mock-small")
+    assert conv.model == "mock-small"
+
+
+def test_explicit_provider_beats_the_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    path = pack_with_provider(tmp_path, {"name": "openai", "model": "gpt-4o"})
+    conv = promptkit.open(path, "chat", provider="mock", variables={"user_name": "Ada"})
+    assert (conv.provider, conv.model) == ("mock", "mock-model")  # the pack's model is OpenAI's
+
+
+def test_pack_model_only_infers_the_provider(tmp_path: Path) -> None:
+    path = pack_with_provider(tmp_path, {"model": "llama3.2:1b"})
+    conv = promptkit.open(path, "chat", variables={"user_name": "Ada"})
+    assert (conv.provider, conv.model) == ("ollama", "llama3.2:1b")
+    assert conv._binding.dialect.build_request(
+        promptkit.providers._base.ModelRequest(model="m", system="", messages=())
+    ).url == "http://localhost:11434/v1/chat/completions"
+
+
+def test_ollama_host_without_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:11500")
+    binding = resolve_provider()
+    assert binding.provider == "ollama"
+    request = binding.dialect.build_request(
+        promptkit.providers._base.ModelRequest(model="m", system="", messages=()))
+    assert request.url == "http://127.0.0.1:11500/v1/chat/completions"
+    assert "authorization" not in {k.lower() for k in request.headers}
+
+
+def test_explicit_api_key_and_base_url_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-000000000000000000")
+    binding = resolve_provider(provider="openai", api_key=KEY, base_url="http://127.0.0.1:9/v1")
+    request = binding.dialect.build_request(
+        promptkit.providers._base.ModelRequest(model="m", system="", messages=()))
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert request.url == "http://127.0.0.1:9/v1/chat/completions"
+
+
+def test_compatible_server_without_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    binding = resolve_provider(provider="openai", base_url="http://127.0.0.1:8000/v1",
+                               model="qwen2.5")
+    assert binding.provider == "openai" and binding.model == "qwen2.5"
+    for preset in ("vllm", "lmstudio", "llamacpp"):
+        assert resolve_provider(provider=preset, model="local").provider == preset
