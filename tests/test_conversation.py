@@ -380,3 +380,19 @@ def test_mock_scenarios_from_yaml(tmp_path: Any, driver: Driver) -> None:
     assert driver.send(conv, "a").text == "Hello there"
     assert driver.send(conv, "b").text == "Second reply"
     assert driver.send(conv, "c").text == "fallback"
+
+
+def test_a_loaded_pack_opens_many_conversations(driver: Driver) -> None:
+    pack = promptkit.load_pack(ASSISTANT)
+    assert pack.prompt_names == ["assistant", "plain"]
+    assert sorted(pack.tools) == ["get_time", "get_weather"]
+    options = {"provider": "mock", "mock_responses": {"defaultResponse": "ok"}}
+    first = (pack.open_async if driver.is_async else pack.open)(
+        "assistant", variables={"user_name": "Ada"}, **options)
+    second = (pack.open_async if driver.is_async else pack.open)("plain", **options)
+    assert first.id != second.id
+    assert driver.send(first, "hi").text == driver.send(second, "hi").text == "ok"
+    with pytest.raises(promptkit.PromptNotFoundError) as info:
+        pack.open("nope")
+    assert info.value.available == ("assistant", "plain")
+    assert "assistant, plain" in str(info.value)

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import PACKS
 
 import promptkit
 from promptkit.providers._select import infer_provider, resolve_provider
+
+from support import PACKS
 
 HELLO = PACKS / "hello.pack.json"
 KEY = "sk-select-0123456789abcdefghijklmn"

@@ -145,7 +145,7 @@ def test_fake_server_stops_promptly_with_stalled_connections(transport: SyncHTTP
     assert body.read(2) == PIECES[0]
     started = time.monotonic()
     srv.stop()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0
     assert srv.active_connections == 0
     with pytest.raises(APIConnectionError):
         body.read(2)
@@ -203,7 +203,8 @@ def test_sync_close_after_the_last_data_still_reuses(server: FakeServer,
     server.enqueue(Reply(body=[b"data: [DONE]\n\n"]), Reply(body=PIECES))
     body = transport.open(post(server.url), connect_timeout=2, read_timeout=2)
     assert body.read(2) == b"data: [DONE]\n\n"
-    body.close()  # the terminating chunk has not been read
+    time.sleep(0.05)  # the terminating chunk arrives but is never read
+    body.close()
     body = transport.open(post(server.url), connect_timeout=2, read_timeout=2)
     assert body.read_all(2) == b"".join(PIECES)
     body.close()
@@ -217,7 +218,7 @@ def test_sync_early_close_closes_the_socket(server: FakeServer,
     assert body.read(2) == b"data: x\n\n"
     body.close()
     body.close()  # idempotent
-    assert server.wait_idle(1.0)
+    assert server.wait_idle(3.0)
     assert transport._idle.get(("http", "127.0.0.1", server.port), []) == []
 
 
@@ -229,7 +230,7 @@ def test_sync_close_of_a_stalled_stream(server: FakeServer,
     assert body.read(2) == PIECES[0]
     assert body.read(2) == b": ping\n\n"
     body.close()
-    assert server.wait_idle(1.0)
+    assert server.wait_idle(3.0)
 
 
 @pytest.mark.parametrize("chunked", [True, False])
@@ -254,9 +255,9 @@ def test_sync_stall_raises_read_timeout(server: FakeServer,
     started = time.monotonic()
     with pytest.raises(ReadTimeout):
         body.read(0.2)
-    assert 0.15 < time.monotonic() - started < 1.0
+    assert 0.15 < time.monotonic() - started < 2.0
     body.close()
-    assert server.wait_idle(1.0)
+    assert server.wait_idle(3.0)
 
 
 def test_sync_slow_headers_raise_read_timeout(server: FakeServer,
@@ -264,7 +265,7 @@ def test_sync_slow_headers_raise_read_timeout(server: FakeServer,
     server.enqueue(Reply(body=PIECES, header_delay=1.0))
     with pytest.raises(ReadTimeout):
         transport.open(post(server.url), connect_timeout=2, read_timeout=0.2)
-    assert server.wait_idle(1.0)
+    assert server.wait_idle(3.0)
 
 
 def test_sync_infinite_timeouts_mean_none(server: FakeServer,
@@ -293,7 +294,7 @@ def test_sync_connect_timeout(transport: SyncHTTPTransport) -> None:
         with pytest.raises(ConnectTimeout) as info:
             transport.open(post(f"http://127.0.0.1:{port}"), connect_timeout=0.2,
                            read_timeout=2)
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0
         assert isinstance(info.value, TimeoutError)
         no_secret(info.value)
 
@@ -312,7 +313,7 @@ def test_sync_stale_pooled_connection_is_replaced(server: FakeServer,
     server.enqueue(Reply(body=PIECES, close_connection=True), Reply(body=[b"second"]))
     with transport.open(post(server.url), connect_timeout=2, read_timeout=2) as body:
         assert body.read_all(2) == b"".join(PIECES)
-    assert server.wait_idle(1.0)
+    assert server.wait_idle(3.0)
     with transport.open(post(server.url), connect_timeout=2, read_timeout=2) as body:
         assert body.read_all(2) == b"second"
     assert server.connections_opened == 2
@@ -347,7 +348,7 @@ def test_sync_transport_close_closes_idle_connections(server: FakeServer) -> Non
         body.read_all(2)
     assert server.active_connections == 1
     transport.close()
-    assert server.wait_idle(1.0)
+    assert server.wait_idle(3.0)
 
 
 def test_sync_get_without_body(server: FakeServer, transport: SyncHTTPTransport) -> None:
@@ -441,7 +442,7 @@ async def test_async_early_close_closes_the_socket(server: FakeServer,
     assert await body.read() == b"data: x\n\n"
     body.close()
     body.close()
-    assert await asyncio.to_thread(server.wait_idle, 1.0)
+    assert await asyncio.to_thread(server.wait_idle, 3.0)
 
 
 async def test_async_drop_mid_stream(server: FakeServer, atransport: AsyncHTTPTransport) -> None:
@@ -467,7 +468,7 @@ async def test_async_stall_then_cancel_closes(server: FakeServer,
                 await body.read()
     finally:
         body.close()
-    assert await asyncio.to_thread(server.wait_idle, 1.0)
+    assert await asyncio.to_thread(server.wait_idle, 3.0)
 
 
 async def test_async_closed_port(atransport: AsyncHTTPTransport) -> None:
@@ -483,7 +484,7 @@ async def test_async_connect_timeout(atransport: AsyncHTTPTransport) -> None:
         started = time.monotonic()
         with pytest.raises(ConnectTimeout) as info:
             await atransport.open(post(f"http://127.0.0.1:{port}"), connect_timeout=0.2)
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0
         no_secret(info.value)
 
 
@@ -521,12 +522,12 @@ def test_async_transport_survives_successive_event_loops(server: FakeServer) -> 
             body.close()
 
     assert asyncio.run(once(b"first")) == b"first"
-    assert server.wait_idle(1.0)  # the loop's shutdown closed its session and connection
+    assert server.wait_idle(3.0)  # the loop's shutdown closed its session and connection
     assert asyncio.run(once(b"second")) == b"second"
     assert asyncio.run(once(b"third")) == b"third"
     assert len(transport._sessions) == 1  # sessions of finished loops are forgotten
     gc.collect()  # an unclosed session or connector would warn (an error here) now
-    assert server.wait_idle(1.0)
+    assert server.wait_idle(3.0)
 
 
 # --- proxies (the FakeServer plays the proxy; nothing leaves 127.0.0.1) --------------------------

@@ -42,6 +42,9 @@ from ._variables import spec_problems
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
 
+    from ._async_conversation import AsyncConversation
+    from ._conversation import Conversation
+
 __all__ = [
     "Pack",
     "PromptSpec",
@@ -191,6 +194,26 @@ class Pack:
             return self.prompts[name]
         except KeyError:
             raise PromptNotFoundError(name, sorted(self.prompts), pack_id=self.id) from None
+
+    @property
+    def prompt_names(self) -> list[str]:
+        """The names ``open`` accepts, sorted."""
+        return sorted(self.prompts)
+
+    def open(self, prompt: str, **options: Any) -> Conversation:
+        """Open a conversation with one of this pack's prompts; options as :func:`promptkit.open`.
+
+        Loading once and opening many conversations skips re-reading and re-validating.
+        """
+        from ._open import open as open_conversation
+
+        return open_conversation(self, prompt, **options)
+
+    def open_async(self, prompt: str, **options: Any) -> AsyncConversation:
+        """The asyncio twin of :meth:`open`."""
+        from ._open import open_async
+
+        return open_async(self, prompt, **options)
 
 
 # --- loading ---------------------------------------------------------------------------------
