@@ -58,3 +58,4 @@ def test_readme_examples_run(index: int, tmp_path: object) -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, env=env, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
+    assert done.stdout.strip(), "a README example should show its result"

@@ -35,7 +35,12 @@ from json import loads
 from typing import Any
 
 from promptkit._chunks import StreamChunk, text_chunk
-from promptkit._errors import APIStatusError, StreamInterruptedError, StreamProtocolError
+from promptkit._errors import (
+    APIStatusError,
+    ProviderError,
+    StreamInterruptedError,
+    StreamProtocolError,
+)
 from promptkit._messages import Message, ToolCall, Usage
 from promptkit.transport.sse import SSEDecoder
 
@@ -211,7 +216,7 @@ class OpenAIChatDecoder:
         self._usage: Usage | None = None
         self._model: str | None = None
         self._flushed = False
-        self._error: Exception | None = None
+        self._error: ProviderError | None = None
 
     @property
     def comments(self) -> int:
@@ -253,64 +258,78 @@ class OpenAIChatDecoder:
     # --- the hot path ------------------------------------------------------------------------
 
     def _consume(self, payloads: list[str]) -> list[StreamChunk]:
+        """Apply data events; return their TEXT chunks (errors wait behind earlier chunks)."""
         if self._error is not None:
             raise self._error
         chunks: list[StreamChunk] = []
+        if self.done or not payloads:
+            return chunks
+        text = self._text
+        payload = ""
+        error: ProviderError
         try:
-            self._events(payloads, chunks)
-        except (APIStatusError, StreamProtocolError) as exc:
-            if not chunks:
-                raise
-            self._error = exc  # deliver the chunks before it first
-            self.done = True
-        return chunks
-
-    def _events(self, payloads: list[str], chunks: list[StreamChunk]) -> None:
-        for payload in payloads:
-            if self.done:
-                break
-            if payload.startswith("[DONE]"):
-                self.done = True
-                break
-            self.events += 1
-            try:
-                obj = loads(payload)
-            except ValueError:
-                raise _protocol_error(payload) from None
-            if type(obj) is not dict:
-                raise _protocol_error(payload)
-            if obj.get("error"):
-                raise self._inband_error(obj)
-            try:
+            for payload in payloads:
+                if payload.startswith("[DONE]"):
+                    self.done = True
+                    break
+                self.events += 1
+                try:
+                    obj = loads(payload)
+                except ValueError:
+                    raise _protocol_error(payload) from None
+                if type(obj) is not dict:
+                    raise _protocol_error(payload)
+                if obj.get("error"):
+                    raise self._inband_error(obj)
                 choices = obj.get("choices")
                 if choices:
                     for choice in choices:
                         delta = choice.get("delta")
                         if delta:
-                            if not choice.get("index"):  # text of choice 0 only
-                                content = delta.get("content")
-                                if content and type(content) is str:
-                                    self._text.append(content)
-                                    chunks.append(text_chunk(content))
-                                refusal = delta.get("refusal")
-                                if refusal and type(refusal) is str:
-                                    self._refusal = True
-                                    self._text.append(refusal)
-                                    chunks.append(text_chunk(refusal))
-                            tool_calls = delta.get("tool_calls")
-                            if tool_calls:
-                                self._tool_fragments(choice.get("index") or 0, tool_calls)
+                            content = delta.get("content")
+                            if (len(delta) == 1 and content and type(content) is str
+                                    and not choice.get("index")):  # the common case
+                                text.append(content)
+                                chunks.append(text_chunk(content))
+                            else:
+                                self._delta(choice, delta, chunks)
                         reason = choice.get("finish_reason")
                         if reason:
                             self._finish_reason = reason
                 usage = obj.get("usage")
                 if usage:
                     self._usage = _usage(usage)
-                model = obj.get("model")
-                if model and type(model) is str:
-                    self._model = model
-            except (AttributeError, TypeError):  # a value of the wrong JSON type
-                raise _protocol_error(payload) from None
+                if self._model is None:
+                    model = obj.get("model")
+                    if model and type(model) is str:
+                        self._model = model
+        except (AttributeError, TypeError):  # a value of the wrong JSON type
+            error = _protocol_error(payload)
+        except (APIStatusError, StreamProtocolError) as exc:
+            error = exc
+        else:
+            return chunks
+        if not chunks:
+            raise error
+        self._error = error  # deliver the chunks before it first
+        self.done = True
+        return chunks
+
+    def _delta(self, choice: dict[str, Any], delta: dict[str, Any],
+               chunks: list[StreamChunk]) -> None:
+        """A delta other than plain text: refusal, tool-call fragments, other choices."""
+        index = choice.get("index") or 0
+        if not index:  # text of choice 0 only
+            for key in ("content", "refusal"):
+                value = delta.get(key)
+                if value and type(value) is str:
+                    if key == "refusal":
+                        self._refusal = True
+                    self._text.append(value)
+                    chunks.append(text_chunk(value))
+        tool_calls = delta.get("tool_calls")
+        if tool_calls:
+            self._tool_fragments(index, tool_calls)
 
     def _tool_fragments(self, choice_index: int, fragments: list[Any]) -> None:
         for fragment in fragments:
