@@ -281,3 +281,23 @@ def test_keys_never_appear_in_reprs(server: FakeServer) -> None:
 
 def test_fixtures_exist() -> None:
     assert SSE_FIXTURES, f"no fixtures under {Path(OPENAI)}"
+
+
+def _event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    import json
+
+    payload = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + json.dumps(payload).encode()
+
+
+def test_final_event_without_blank_line_is_delivered(driver: Driver, server: FakeServer) -> None:
+    server.enqueue(Reply.sse(_event({"content": "Hi"}) + b"\n\n" + _event({}, "stop")))
+    conv = open_http(driver, server)
+    assert driver.send(conv, "hi").text == "Hi"
+    server.enqueue(Reply.sse(_event({"content": "Hi"}) + b"\n\n" + _event({"content": " there"})))
+    chunks = driver.stream(conv, "again")
+    assert [c.text for c in chunks[:-1]] == ["Hi", " there"]
+    error = chunks[-1].error
+    assert isinstance(error, promptkit.StreamInterruptedError)
+    assert error.partial_text == "Hi there"

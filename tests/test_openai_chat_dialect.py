@@ -175,11 +175,16 @@ def test_deferred_error_is_raised_by_finish() -> None:
         decoder.finish()
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED) + sorted(ERRORS))
+SPLIT_BODIES = [*sorted(EXPECTED), *sorted(ERRORS),
+                "azure-prompt-filter-first-chunk.payloads.jsonl", "text-modern.payloads.jsonl"]
+
+
+@pytest.mark.parametrize("name", SPLIT_BODIES)
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_splits_give_identical_chunks_and_result(name: str, data: st.DataObject) -> None:
-    body = (DATA / name).read_bytes()
+    body = (payloads_body(name, done=name.startswith("text-")) if name.endswith(".jsonl")
+            else (DATA / name).read_bytes())
     cuts = sorted(set(data.draw(st.lists(st.integers(0, len(body)), max_size=80))))
     pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
     whole_texts, whole, _ = replay([body])

@@ -232,6 +232,9 @@ class AsyncStream:
                     for chunk in chunks:
                         delivered = True
                         yield chunk
+                for chunk in decoder.flush():
+                    delivered = True
+                    yield chunk
                 result = decoder.finish()
                 box.append(RoundOutcome(result=result, delivered=delivered,
                                         first_content_at=clock.first_content_at))

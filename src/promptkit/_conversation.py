@@ -189,6 +189,9 @@ class Stream:
                 for chunk in chunks:
                     delivered = True
                     yield chunk
+            for chunk in decoder.flush():
+                delivered = True
+                yield chunk
             result = decoder.finish()
             return RoundOutcome(result=result, delivered=delivered,
                                 first_content_at=clock.first_content_at)

@@ -101,9 +101,10 @@ class RoundDecoder(Protocol):
     ``feed`` returns the TEXT chunks completed by these bytes (possibly none). ``done`` becomes
     true once the dialect's terminator was seen (the driver may stop reading). ``events`` counts
     content events seen so far (keep-alive comments and pings do not count); drivers use it for
-    first-token and idle timeouts. ``partial_text`` is the text so far. ``finish`` is called at
-    end of stream and returns the result, or raises :class:`StreamInterruptedError` when the
-    stream ended early, :class:`StreamProtocolError` for bytes that are not the dialect, or an
+    first-token and idle timeouts. ``partial_text`` is the text so far. At end of stream the
+    driver calls ``flush`` (and delivers its chunks), then ``finish``, which returns the result,
+    or raises :class:`StreamInterruptedError` when the stream ended early,
+    :class:`StreamProtocolError` for bytes that are not the dialect, or an
     :class:`APIStatusError` subclass for an in-band error event (``feed`` may raise those too).
     """
 
@@ -114,6 +115,10 @@ class RoundDecoder(Protocol):
     def partial_text(self) -> str: ...
 
     def feed(self, data: bytes) -> list[StreamChunk]: ...
+
+    def flush(self) -> list[StreamChunk]:
+        """At end of stream: chunks of a final event that had no trailing blank line."""
+        ...
 
     def finish(self) -> RoundResult: ...
 

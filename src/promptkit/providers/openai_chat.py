@@ -24,7 +24,9 @@ Decoding decisions:
   returns them, ``done`` becomes true and the error is raised by ``finish`` (or the next
   ``feed``). So the chunks a stream yields never depend on how the bytes were split.
 - Usage comes from any chunk with a non-null ``usage`` (normally the trailing ``choices: []``
-  chunk; Azure's first prompt-filter chunk has neither choices nor usage and is skipped).
+  chunk; Azure's first prompt-filter chunk has neither choices nor usage and is skipped). When
+  none arrived, ``RoundResult.usage`` is ``Usage()`` and ``Message.usage`` is ``None``.
+- ``events`` counts JSON data events; SSE comments (keep-alives) and ``[DONE]`` do not count.
 """
 
 from __future__ import annotations

@@ -203,10 +203,6 @@ class AsyncHTTPTransport:
         if origin in self._proxies:
             return self._proxies[origin]
         proxy = env_proxy(*origin)
-        if proxy is not None and proxy.scheme != "http":
-            raise APIConnectionError(
-                f"proxy {proxy.url} is not supported: only http:// proxies are"
-            )
         self._proxies[origin] = proxy
         return proxy
 

@@ -103,7 +103,14 @@ class SSEDecoder:
     def decode_data(self, data: bytes) -> list[str]:
         """Fast path of :meth:`decode`: only the ``data`` of each completed event."""
         out: list[Any] = []
-        if data:
+        if (self._boundary and data[-2:] == b"\n\n" and not self._after_cr
+                and _CR not in data):  # whole "data: ..." events: skip the line machinery
+            for block in data[:-2].split(b"\n\n"):
+                if block[:6] == b"data: " and _LF not in block:
+                    out.append(block[6:].decode("utf-8", "replace"))
+                else:
+                    self._block(block, out, False)
+        elif data:
             self._feed(data, out, False)
         return out
 
@@ -147,9 +154,13 @@ class SSEDecoder:
                 text = block[6:].decode("utf-8", "replace")
                 out.append(ServerSentEvent("", text, self.last_event_id) if events else text)
             else:
-                lines = block.split(b"\n")
-                lines.append(b"")
-                self._lines(lines, out, events)
+                self._block(block, out, events)
+
+    def _block(self, block: bytes, out: list[Any], events: bool) -> None:
+        """Interpret one whole event block (its lines, then the blank line that ends it)."""
+        lines = block.split(b"\n")
+        lines.append(b"")
+        self._lines(lines, out, events)
 
     def _split(self, data: bytes, out: list[Any], events: bool) -> None:
         """The general path: any line layout, partial lines kept for the next read."""

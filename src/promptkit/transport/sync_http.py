@@ -1,9 +1,9 @@
 """The blocking transport: stdlib ``http.client`` with a small thread-safe keep-alive pool.
 
-One pool per ``(scheme, host, port)``. A response body is read with one ``read1`` per call, the
-socket timeout is only touched when the caller's timeout changes, and a body not read to its end
-closes its socket on :meth:`close`, so the server stops generating. Nothing here ever puts request
-headers (they carry API keys) into a message or a log.
+``http.client`` connects, sends and parses status and headers; chunked bodies are decoded here,
+all chunks already received per read (``http.client`` returns one per call, and servers send one
+SSE event per chunk). A body not read to its end closes its socket on close, so the server stops
+generating. Request headers (API keys) never appear in a message or a log.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
@@ -37,17 +37,13 @@ _TIMEOUT_SLACK = 0.001  # a read timeout within 1 ms of the one set keeps the so
 _FOREVER = 1e7  # longer timeouts (math.inf from the drivers included) mean "no timeout"
 _MAX_IDLE = 60.0  # seconds an idle pooled connection may wait before it is discarded
 _DRAIN_TIMEOUT = 0.002  # close() waits at most this long for the end of an unfinished body
-_DRAIN_READS = 4
 _PROXY_PLATFORMS = ("darwin", "win32")  # where getproxies() also reads system settings
 # states of the chunked-body decoder (a positive count means "inside a chunk, n bytes left")
 _SIZE, _CRLF, _TRAILER, _END = 0, -1, -2, -3
+_Exchange = tuple[http.client.HTTPConnection, socket.socket, http.client.HTTPResponse]
 # what a pooled connection the server already closed raises before any response byte
-_STALE_ERRORS = (
-    ConnectionError,
-    http.client.BadStatusLine,
-    http.client.NotConnected,
-    http.client.ImproperConnectionState,
-)
+_STALE_ERRORS = (ConnectionError, http.client.BadStatusLine, http.client.NotConnected,
+                 http.client.ImproperConnectionState)
 
 
 # --- proxies (also used by the async transport) ----------------------------------------------
@@ -55,19 +51,17 @@ _STALE_ERRORS = (
 
 @dataclass(frozen=True, slots=True)
 class ProxyInfo:
-    """An HTTP proxy chosen from the environment; credentials come from its URL."""
+    """An ``http://`` proxy chosen from the environment, with the credentials of its URL."""
 
-    scheme: str
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         """The proxy URL without credentials."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"http://{_hostport(self.host, self.port)}"
 
     def auth_header(self) -> str | None:
         """The ``Proxy-Authorization`` value, or ``None`` without credentials."""
@@ -76,22 +70,18 @@ class ProxyInfo:
         raw = f"{self.username}:{self.password or ''}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
-    def __repr__(self) -> str:  # never show the password
-        return f"ProxyInfo({self.url!r}, auth={'set' if self.username is not None else 'none'})"
 
-
-def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.") or host.endswith(".localhost")
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def env_proxy(scheme: str, host: str, port: int) -> ProxyInfo | None:
     """The proxy HTTPS_PROXY/HTTP_PROXY/ALL_PROXY (minus NO_PROXY) name for this origin.
 
-    Loopback hosts are never proxied. ``urllib.request`` is imported only when some proxy
-    variable is set (or on macOS/Windows, whose system settings it also reads).
-    """
-    if _is_loopback(host):
-        return None
+    Never for loopback; only ``http://`` proxies (others raise). Imports ``urllib.request`` only
+    when a proxy variable is set (or on macOS/Windows, whose system settings it also reads)."""
+    if host in ("localhost", "::1") or host.startswith("127.") or host.endswith(".localhost"):
+        return None  # loopback
     if sys.platform not in _PROXY_PLATFORMS and not any(
         name[-6:].lower() == "_proxy" for name in os.environ
     ):
@@ -102,21 +92,17 @@ def env_proxy(scheme: str, host: str, port: int) -> ProxyInfo | None:
     url = proxies.get(scheme) or proxies.get("all")
     if not url:
         return None
-    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if urllib.request.proxy_bypass(netloc):
+    if urllib.request.proxy_bypass(_hostport(host, port)):
         return None
     parts = urlsplit(url if "://" in url else "http://" + url)
     if not parts.hostname:
         return None
-    proxy_scheme = parts.scheme.lower()
-    default_port = 443 if proxy_scheme == "https" else 80
-    return ProxyInfo(
-        proxy_scheme,
-        parts.hostname,
-        parts.port or default_port,
-        unquote(parts.username) if parts.username is not None else None,
-        unquote(parts.password) if parts.password is not None else None,
-    )
+    if parts.scheme.lower() != "http":
+        raise APIConnectionError(f"proxy scheme {parts.scheme!r} is not supported: use http://")
+    user, password = parts.username, parts.password
+    return ProxyInfo(parts.hostname, parts.port or 80,
+                     None if user is None else unquote(user),
+                     None if password is None else unquote(password))
 
 
 # --- routes and the pool ---------------------------------------------------------------------
@@ -124,11 +110,13 @@ def env_proxy(scheme: str, host: str, port: int) -> ProxyInfo | None:
 
 @dataclass(frozen=True, slots=True)
 class _Route:
-    """How to reach one origin: the pool key, the label used in errors, the proxy if any."""
+    """How to reach one origin: pool key, label for errors, proxy; ``forward`` holds the extra
+    headers of a plain-http request sent through a proxy (``None`` when not proxied so)."""
 
     key: tuple[str, str, int]
     label: str
     proxy: ProxyInfo | None
+    forward: dict[str, str] | None
 
 
 def _reason(exc: BaseException) -> str:
@@ -154,18 +142,18 @@ def _is_dropped(sock: socket.socket) -> bool:
         return True
 
 
-def _invalid_header_error(headers: Mapping[str, str]) -> APIConnectionError:
-    """An error naming the header whose name or value cannot be sent (never the value)."""
-    bad = "?"
-    for name, value in headers.items():
-        text = f"{name}{value}"
-        if any(c in text for c in "\r\n\0") or max(map(ord, text), default=0) > 0xFF:
-            bad = name
-            break
-    return APIConnectionError(
+def _unsendable(headers: Mapping[str, str], bad_url: bool) -> APIConnectionError:
+    """A non-retryable error for a request that cannot be sent; names a bad header, never its
+    value (nor the URL, whose query may hold a key)."""
+    bad = next((name for name, value in headers.items()
+                if any(c in "\r\n\0" or c > "\xff" for c in f"{name}{value}")), "?")
+    error = APIConnectionError(
+        "invalid characters in the request URL path or query" if bad_url else
         f"invalid HTTP header {bad!r}: its name or value holds characters that cannot be sent "
         "(line breaks, NUL, non-Latin-1); the value is not shown"
     )
+    error.retryable = False
+    return error
 
 
 class SyncHTTPTransport:
@@ -192,24 +180,17 @@ class SyncHTTPTransport:
     def __repr__(self) -> str:
         return f"SyncHTTPTransport(max_connections_per_host={self._max_idle})"
 
-    # -- public --------------------------------------------------------------------------------
-
     def open(
         self, request: HTTPRequest, *, connect_timeout: float | None, read_timeout: float | None
     ) -> _SyncBody:
         """Send ``request``; return once the status line and headers arrived."""
         parts = urlsplit(request.url)
         route = self._route(parts.scheme, parts.netloc)
-        scheme = route.key[0]
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        if route.proxy is not None and scheme == "http":
-            target = f"http://{parts.netloc}{target}"  # absolute form through a plain proxy
+        target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
         headers = request.headers
-        proxy_auth = route.proxy.auth_header() if route.proxy is not None else None
-        if proxy_auth is not None and scheme == "http":
-            headers = {**headers, "Proxy-Authorization": proxy_auth}
+        if route.forward is not None:  # plain http through a proxy: absolute target
+            target = f"http://{parts.netloc}{target}"
+            headers = {**headers, **route.forward}
         body = request.body or None
         applied = _finite(read_timeout)
         conn = self._checkout(route.key)
@@ -225,14 +206,12 @@ class SyncHTTPTransport:
                 response = conn.getresponse()
             except TimeoutError:
                 conn.close()
-                raise ReadTimeout(
-                    f"no response from {route.label} within {read_timeout} s"
-                ) from None
+                raise ReadTimeout(f"no response from {route.label} in {read_timeout} s") from None
             except (ValueError, UnicodeError) as exc:
-                # a bad header, or URL (Gemini puts the key in its query): the text of ``exc``
-                # may hold a secret, so the error is raised outside this block, unchained
+                # the text of ``exc`` may hold a secret (a header value, Gemini's ?key=): the
+                # error is raised below, outside this block, so that nothing is chained to it
                 conn.close()
-                invalid = isinstance(exc, http.client.InvalidURL)
+                bad_url = isinstance(exc, http.client.InvalidURL)
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 if reused and isinstance(exc, _STALE_ERRORS):
@@ -244,13 +223,7 @@ class SyncHTTPTransport:
             else:
                 return _SyncBody(self, route.key, (conn, sock, response), read_timeout,
                                  self._generation)
-            error = (
-                APIConnectionError("invalid characters in the request URL path or query")
-                if invalid
-                else _invalid_header_error(headers)
-            )
-            error.retryable = False
-            raise error
+            raise _unsendable(headers, bad_url)
 
     def close(self) -> None:
         """Close every idle connection; bodies still open close theirs when they finish."""
@@ -267,8 +240,6 @@ class SyncHTTPTransport:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- internals -----------------------------------------------------------------------------
-
     def _route(self, scheme: str, netloc: str) -> _Route:
         route = self._routes.get((scheme, netloc))
         if route is not None:
@@ -283,26 +254,22 @@ class SyncHTTPTransport:
             raise APIConnectionError(f"invalid port in URL {scheme}://{netloc}") from None
         host = parts.hostname
         proxy = env_proxy(scheme, host, port) if self._trust_env else None
-        if proxy is not None and proxy.scheme != "http":
-            raise APIConnectionError(
-                f"proxy {proxy.url} is not supported: only http:// proxies are"
-            )
-        label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        label = _hostport(host, port)
+        forward = None
         if proxy is not None:
             label += f" (via proxy {proxy.host}:{proxy.port})"
-        route = _Route((scheme, host, port), label, proxy)
+            auth = proxy.auth_header()
+            if scheme == "http":
+                forward = {"Proxy-Authorization": auth} if auth else {}
+        route = _Route((scheme, host, port), label, proxy, forward)
         self._routes[(scheme, netloc)] = route
         return route
 
     def _ssl(self) -> ssl.SSLContext:
-        if self._ssl_context is None:
+        if self._ssl_context is None:  # a race creates two equal contexts: harmless
             import ssl
 
-            context = ssl.create_default_context()
-            with self._lock:
-                if self._ssl_context is None:
-                    self._ssl_context = context
-        assert self._ssl_context is not None
+            self._ssl_context = ssl.create_default_context()
         return self._ssl_context
 
     def _connect(self, route: _Route, timeout: float | None) -> http.client.HTTPConnection:
@@ -364,38 +331,15 @@ class SyncHTTPTransport:
 class _SyncBody:
     """An open response (a :class:`~promptkit.transport._base.SyncBody`) owning its connection."""
 
-    __slots__ = (
-        "_applied",
-        "_chunk",
-        "_closed",
-        "_conn",
-        "_eof",
-        "_fp",
-        "_generation",
-        "_key",
-        "_raw",
-        "_read1",
-        "_reading",
-        "_response",
-        "_reusable",
-        "_sock",
-        "_timeout",
-        "_transport",
-        "headers",
-        "status",
-    )
+    __slots__ = ("_applied", "_chunk", "_closed", "_conn", "_eof", "_fp", "_generation", "_key",
+                 "_raw", "_read1", "_reading", "_response", "_reusable", "_sock", "_timeout",
+                 "_transport", "headers", "status")
 
     status: int
     headers: Mapping[str, str]
 
-    def __init__(
-        self,
-        transport: SyncHTTPTransport,
-        key: tuple[str, str, int],
-        exchange: tuple[http.client.HTTPConnection, socket.socket, http.client.HTTPResponse],
-        timeout: float | None,
-        generation: int,
-    ) -> None:
+    def __init__(self, transport: SyncHTTPTransport, key: tuple[str, str, int],
+                 exchange: _Exchange, timeout: float | None, generation: int) -> None:
         conn, sock, response = exchange
         self.status = response.status
         headers: dict[str, str] = {}
@@ -411,32 +355,26 @@ class _SyncBody:
         self._fp = response.fp
         self._raw = b""  # chunked framing bytes received but not decoded yet
         self._chunk = _SIZE
-        # http.client decodes one chunk per call, in Python; servers send one SSE event per
-        # chunk, so a chunked body is decoded here instead, every chunk already received at once
         chunked = response.chunked and response.length is None and self._fp is not None
         self._read1 = self._read_chunked if chunked else response.read1
         self._timeout = timeout  # as last asked for
         self._applied = _finite(timeout)  # as set on the socket
         self._generation = generation
-        self._eof = False
         self._reusable = not response.will_close
-        self._reading = False
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"<SyncBody status={self.status} closed={self._closed}>"
+        self._eof = self._reading = self._closed = False
 
     def read(self, timeout: float | None) -> bytes:
-        """Return the next bytes available (one network read at most); ``b""`` at EOF."""
+        """Return the next bytes available (one network read at most); ``b""`` at EOF.
+
+        After :class:`ReadTimeout` the body is unusable (``http.client`` refuses to read a socket
+        that timed out): close it.
+        """
         if timeout != self._timeout:
             self._timeout = timeout
-            wanted = _finite(timeout)
-            applied = self._applied
-            if wanted is None or applied is None:
-                if wanted is not applied:
-                    self._sock.settimeout(wanted)
-                    self._applied = wanted
-            elif abs(wanted - applied) > _TIMEOUT_SLACK:
+            wanted, applied = _finite(timeout), self._applied
+            if wanted != applied and (
+                wanted is None or applied is None or abs(wanted - applied) > _TIMEOUT_SLACK
+            ):
                 self._sock.settimeout(wanted)
                 self._applied = wanted
         self._reading = True
@@ -486,15 +424,12 @@ class _SyncBody:
                 pos = newline + 1
                 if state == _CRLF:
                     if line not in (b"", b"\r"):
-                        return self._bad_framing()
+                        raise ValueError("no CRLF after a chunk")  # read() reports it
                     state = _SIZE
                 elif state == _SIZE:
-                    try:
-                        state = int(line.split(b";", 1)[0], 16)
-                    except ValueError:
-                        return self._bad_framing()
+                    state = int(line.split(b";", 1)[0], 16)  # ValueError if not hex
                     if state < 0:
-                        return self._bad_framing()
+                        raise ValueError("negative chunk size")
                     if not state:
                         state = _TRAILER
                 elif line in (b"", b"\r"):  # the blank line ending the trailer
@@ -503,8 +438,8 @@ class _SyncBody:
             if out or state == _END:
                 self._raw, self._chunk = raw, state
                 return b"".join(out)
-            if len(raw) > _READ_SIZE:  # a size or trailer line this long is not HTTP
-                return self._bad_framing()
+            if len(raw) > _READ_SIZE:
+                raise ValueError("chunk size or trailer line too long")
             assert self._fp is not None
             data = self._fp.read1(size)
             if not data:
@@ -512,23 +447,14 @@ class _SyncBody:
                 raise APIConnectionError("connection dropped mid-stream")
             raw = raw + data if raw else data
 
-    def _bad_framing(self) -> bytes:
-        self._reusable = False
-        raise APIConnectionError("invalid chunked encoding in the response body")
-
     def read_all(self, timeout: float | None, limit: int = 1 << 20) -> bytes:
         """Read the rest of the body, up to ``limit`` bytes, within ``timeout`` seconds overall."""
         deadline = None if timeout is None else time.monotonic() + timeout
         parts: list[bytes] = []
         size = 0
-        while size < limit:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                self._reusable = False
-                raise ReadTimeout(f"body not complete within {timeout} s")
-            data = self.read(remaining)
-            if not data:
-                break
+        while size < limit and (
+            data := self.read(None if deadline is None else max(deadline - time.monotonic(), 1e-6))
+        ):
             parts.append(data)
             size += len(data)
         return b"".join(parts)[:limit]
@@ -552,14 +478,11 @@ class _SyncBody:
         self._sock.close()
 
     def _drain(self) -> bool:
-        """Finish the body if its end has (almost) arrived, e.g. after the dialect's terminator.
-
-        Waits at most a couple of milliseconds; ``True`` when the body ended cleanly so the
-        connection can be reused.
-        """
+        """Finish a body whose end has (almost) arrived, e.g. after the dialect's terminator,
+        waiting 2 ms at most; whether it ended cleanly, so the connection can be reused."""
         try:
             self._sock.settimeout(_DRAIN_TIMEOUT)
-            for _ in range(_DRAIN_READS):
+            for _ in range(4):
                 if not self._read1(_READ_SIZE):
                     return not self._response.length
         except Exception:  # anything unexpected: the socket will simply be closed
