@@ -53,6 +53,7 @@ class Client:
         self.sync = SyncHTTPTransport()
         self.aio = AsyncHTTPTransport()
         self.runner = asyncio.Runner() if kind == "async" else None
+        self.closed = False
 
     def open(self, url: str, connect_timeout: float = 2, **kw: Any) -> Any:
         if self.runner is None:
@@ -69,6 +70,13 @@ class Client:
         if self.runner is None:
             return body.read_all(2)  # type: ignore[no-any-return]
         return self.runner.run(body.read_all())
+
+    def pause(self, seconds: float) -> None:
+        """Let time pass; the async transport's loop runs meanwhile, as it would in a driver."""
+        if self.runner is None:
+            time.sleep(seconds)
+        else:
+            self.runner.run(asyncio.sleep(seconds))
 
     def release(self, body: Any) -> None:
         """``body.close()``, from inside the loop for the async body (as a driver does)."""
@@ -87,9 +95,10 @@ class Client:
 
     def close(self) -> None:
         self.sync.close()
-        if self.runner is not None and not self.runner.get_loop().is_closed():
+        if self.runner is not None and not self.closed:
             self.runner.run(self.aio.aclose())
             self.runner.close()
+        self.closed = True
 
 
 def free_port() -> int:
@@ -277,7 +286,7 @@ def test_close_after_the_last_data_still_reuses(server: FakeServer, client: Clie
     server.enqueue(Reply(body=[b"data: [DONE]\n\n"]), Reply(body=PIECES))
     with client.stream(server.url) as body:
         assert client.read(body) == b"data: [DONE]\n\n"
-        time.sleep(0.05)  # the terminating chunk arrives but is never read
+        client.pause(0.05)  # the terminating chunk arrives but is never read
     with client.stream(server.url) as body:
         assert client.read_all(body) == ALL
     assert server.connections_opened == 1

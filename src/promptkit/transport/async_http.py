@@ -9,6 +9,7 @@ carry API keys: they never appear in a message or a log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -240,6 +241,12 @@ class _AsyncBody:
             return await self._readany()
         except _MID_STREAM_ERRORS as exc:
             self._broken = True
+            # aiohttp raises as soon as the connection is lost, even with bytes that arrived
+            # before still buffered: hand those out first (private API, so only if present)
+            salvage = getattr(self._response.content, "_read_nowait", None)
+            with contextlib.suppress(Exception):
+                if salvage is not None and (data := salvage(-1)):
+                    return bytes(data)
             raise APIConnectionError("connection dropped mid-stream") from exc
 
     async def read_all(self, limit: int = 1 << 20) -> bytes:
