@@ -152,3 +152,11 @@ def test_ctrl_c_stops_the_answer_and_keeps_the_conversation(tmp_path: Path) -> N
     # again, this time streamed to its end.
     assert " ".join(["word"] * 40) in seen
     assert seen.count("tokens · $0.00000") == 1
+
+
+def test_offline_fallback_uses_the_mock_model_not_the_requested_one() -> None:
+    done = run_cli("send", str(HELLO), "chat", "hi", "--var", "user_name=Ada",
+                   "--model", "gpt-4o", "--json")
+    assert done.returncode == 0, done.stderr
+    final = json.loads(done.stdout.splitlines()[-1])
+    assert final["response"]["model"] == "mock-model" and final["response"]["cost"] == 0.0

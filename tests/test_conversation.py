@@ -396,3 +396,34 @@ def test_a_loaded_pack_opens_many_conversations(driver: Driver) -> None:
         pack.open("nope")
     assert info.value.available == ("assistant", "plain")
     assert "assistant, plain" in str(info.value)
+
+
+def test_break_without_with_frees_the_conversation_at_once(driver: Driver) -> None:
+    conv = open_mock(driver, script={"defaultResponse": "one two three four"})
+    if driver.is_async:
+        async def go() -> str:
+            async for _ in conv.stream("hi"):
+                break
+            conv.stream("never iterated")  # created and dropped: frees the conversation too
+            return (await conv.send("again")).text
+        assert asyncio.run(go()) == "one two three four"
+    else:
+        for _ in conv.stream("hi"):
+            break
+        conv.stream("never iterated")
+        assert conv.send("again").text == "one two three four"
+    assert [m.text for m in conv.messages] == ["again", "one two three four"]
+
+
+def test_forced_tool_choice_applies_to_the_first_round_only(driver: Driver, tmp_path: Any
+                                                             ) -> None:
+    data = json.loads(ASSISTANT.read_text())
+    data["prompts"]["assistant"]["tool_policy"] = {"tool_choice": "required"}
+    path = tmp_path / "required.pack.json"
+    path.write_text(json.dumps(data))
+    conv = open_mock(driver, pack=path, script=WEATHER_SCRIPT)
+    conv.on_tool("get_weather", lambda args: "sunny")
+    assert driver.send(conv, "Weather?").text == "It is sunny in Paris."
+    first, second = sent_bodies(conv)
+    assert first["tool_choice"] == "required"
+    assert "tool_choice" not in second  # the model may answer after the tool ran

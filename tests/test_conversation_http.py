@@ -301,3 +301,20 @@ def test_final_event_without_blank_line_is_delivered(driver: Driver, server: Fak
     error = chunks[-1].error
     assert isinstance(error, promptkit.StreamInterruptedError)
     assert error.partial_text == "Hi there"
+
+
+def test_break_without_with_closes_the_connection(driver: Driver, server: FakeServer) -> None:
+    server.enqueue(Reply.sse(OPENAI / "text-after-tool-result.sse", stall_after=3))
+    conv = open_http(driver, server)
+    if driver.is_async:
+        import asyncio
+
+        async def go() -> None:
+            async for _ in conv.stream("hi"):
+                break
+            await asyncio.sleep(0.05)  # the event loop closes a dropped async generator
+        asyncio.run(go())
+    else:
+        for _ in conv.stream("hi"):
+            break
+    assert server.wait_idle(2.0)

@@ -123,3 +123,16 @@ def test_compatible_server_without_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert binding.provider == "openai" and binding.model == "qwen2.5"
     for preset in ("vllm", "lmstudio", "llamacpp"):
         assert resolve_provider(provider=preset, model="local").provider == preset
+
+
+def test_environment_keys_are_not_sent_to_an_explicit_base_url(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    binding = resolve_provider(provider="openai", base_url="http://127.0.0.1:9/v1")
+    request = binding.dialect.build_request(
+        promptkit.providers._base.ModelRequest(model="m", system="", messages=()))
+    assert "authorization" not in request.headers
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    request = resolve_provider(provider="openai").dialect.build_request(
+        promptkit.providers._base.ModelRequest(model="m", system="", messages=()))
+    assert request.headers["authorization"] == f"Bearer {KEY}"

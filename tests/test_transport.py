@@ -63,27 +63,21 @@ class Client:
 
     def read(self, body: Any, timeout: float = 2) -> bytes:
         if self.runner is None:
-            return body.read(timeout)  # type: ignore[no-any-return]
-        return self.runner.run(asyncio.wait_for(body.read(), timeout))
+            return bytes(body.read(timeout))
+        return bytes(self.runner.run(asyncio.wait_for(body.read(), timeout)))
 
     def read_all(self, body: Any) -> bytes:
         if self.runner is None:
-            return body.read_all(2)  # type: ignore[no-any-return]
-        return self.runner.run(body.read_all())
+            return bytes(body.read_all(2))
+        return bytes(self.runner.run(body.read_all()))
 
     def pause(self, seconds: float) -> None:
         """Let time pass; the async transport's loop runs meanwhile, as it would in a driver."""
-        if self.runner is None:
-            time.sleep(seconds)
-        else:
-            self.runner.run(asyncio.sleep(seconds))
+        self.runner.run(asyncio.sleep(seconds)) if self.runner else time.sleep(seconds)
 
     def release(self, body: Any) -> None:
         """``body.close()``, from inside the loop for the async body (as a driver does)."""
-        if self.runner is None:
-            body.close()
-        else:
-            self.runner.run(_close_and_yield(body))
+        self.runner.run(_close_and_yield(body)) if self.runner else body.close()
 
     @contextlib.contextmanager
     def stream(self, url: str, **kw: Any) -> Iterator[Any]:
@@ -101,41 +95,27 @@ class Client:
         self.closed = True
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def no_secret(exc: BaseException) -> None:
     """Neither the error nor anything chained to it (even suppressed context) shows the key."""
     assert SECRET not in "".join(traceback.format_exception(exc))
-    seen: list[BaseException] = []
     pending: list[BaseException | None] = [exc]
     while pending:
-        current = pending.pop()
-        if current is None or any(current is s for s in seen):
-            continue
-        seen.append(current)
-        assert SECRET not in repr(current) and SECRET not in str(current)
-        pending += [current.__cause__, current.__context__]
+        if (current := pending.pop()) is not None:
+            assert SECRET not in repr(current) and SECRET not in str(current)
+            pending += [current.__cause__, current.__context__]
 
 
 @contextlib.contextmanager
 def full_backlog() -> Iterator[int]:
     """A listening port whose accept queue is full, so a new connect hangs (never sent off-host)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
     port = listener.getsockname()[1]
-    fillers = []
+    fillers = [socket.socket() for _ in range(4)]
     try:
-        for _ in range(4):
-            filler = socket.socket()
+        for filler in fillers:
             filler.setblocking(False)
             with contextlib.suppress(BlockingIOError):
                 filler.connect(("127.0.0.1", port))
-            fillers.append(filler)
         time.sleep(0.05)
         with socket.socket() as probe:
             probe.settimeout(0.1)
@@ -203,9 +183,6 @@ def proxied(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> FakeServer:
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     return server
-
-
-# --- FakeServer itself ---------------------------------------------------------------------------
 
 
 def test_split_body_keeps_bytes_exact() -> None:
@@ -336,7 +313,9 @@ def test_stall_times_out_and_close_releases(server: FakeServer, client: Client) 
 
 
 def test_closed_port(client: Client) -> None:
-    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     with pytest.raises(APIConnectionError, match=re.escape(f"127.0.0.1:{port}")) as info:
         client.open(f"http://127.0.0.1:{port}")
     assert not isinstance(info.value, ConnectTimeout)
@@ -419,11 +398,14 @@ def test_sync_chunked_framing_split_anywhere(transport: SyncHTTPTransport) -> No
         body.read_all(2)
 
 
-def test_sync_slow_headers_raise_read_timeout(server: FakeServer,
-                                              transport: SyncHTTPTransport) -> None:
-    server.enqueue(Reply(body=PIECES, header_delay=1.0))
+def test_sync_open_errors(server: FakeServer, transport: SyncHTTPTransport) -> None:
+    server.enqueue(Reply(body=PIECES, header_delay=1.0), Reply(hang_up=True))
     with pytest.raises(ReadTimeout):
         sopen(transport, server.url, read_timeout=0.2)
+    with pytest.raises(APIConnectionError, match=re.escape("127.0.0.1:")) as info:
+        sopen(transport, server.url)  # a fresh connection hanging up is not retried
+    no_secret(info.value)
+    assert len(server.requests) == 2
     assert server.wait_idle(3.0)
 
 
@@ -432,19 +414,7 @@ def test_sync_infinite_timeouts_mean_none(server: FakeServer,
     server.enqueue(Reply(body=PIECES, chunk_delay=0.01))
     inf = float("inf")
     with transport.open(post(server.url), connect_timeout=inf, read_timeout=inf) as body:
-        received = b""
-        for timeout in (inf, 1e12, None, inf):
-            received += body.read(timeout)
-        assert received == ALL
-
-
-def test_sync_fresh_connection_hang_up_is_an_error(server: FakeServer,
-                                                   transport: SyncHTTPTransport) -> None:
-    server.enqueue(Reply(hang_up=True), Reply(body=[b"unused"]))
-    with pytest.raises(APIConnectionError, match=re.escape("127.0.0.1:")) as info:
-        sopen(transport, server.url)
-    no_secret(info.value)
-    assert len(server.requests) == 1
+        assert b"".join(body.read(timeout) for timeout in (inf, 1e12, None, inf)) == ALL
 
 
 def test_sync_get_without_body_and_read_all_limit(server: FakeServer,
@@ -494,8 +464,7 @@ async def test_async_in_the_test_loop_with_cancellation(server: FakeServer) -> N
     server.enqueue(Reply(body=PIECES, stall_after=1))
     async with AsyncHTTPTransport() as transport:
         body = await transport.open(post(server.url), connect_timeout=2)
-        reader = asyncio.create_task(body.read())
-        assert await reader == PIECES[0]
+        assert await body.read() == PIECES[0]
         reader = asyncio.create_task(body.read())
         await asyncio.sleep(0.05)
         reader.cancel()

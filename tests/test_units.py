@@ -128,3 +128,33 @@ def test_timeouts_validate() -> None:
     with pytest.raises(ValueError):
         promptkit.Timeouts(idle=0)
     assert promptkit.Timeouts(total=None).total is None
+
+
+def test_user_prices_are_case_insensitive_and_do_not_shadow_longer_names() -> None:
+    promptkit.set_price("My-Model", input=1.0, output=1.0)
+    assert price_for("my-model-2025") is not None
+    promptkit.set_price("gpt-4o", input=9.0, output=9.0)
+    mini = price_for("gpt-4o-mini-2024-07-18")
+    assert mini is not None and mini.input == 0.15  # the bundled longer name still wins
+    exact = price_for("gpt-4o-2024-08-06")
+    assert exact is not None and exact.input == 9.0
+    promptkit.set_price("gpt-4o", input=2.5, output=10.0, cached_input=1.25)  # restore
+
+
+def test_reasoning_models_get_max_completion_tokens() -> None:
+    from promptkit.providers._base import Endpoint, ModelRequest
+    from promptkit.providers.openai_chat import OpenAIChatDialect
+
+    dialect = OpenAIChatDialect(Endpoint(base_url="http://x/v1"))
+
+    def body(model: str) -> dict[str, Any]:
+        import json
+
+        request = ModelRequest(model=model, system="", messages=(),
+                               parameters={"max_tokens": 100})
+        return json.loads(dialect.build_request(request).body)  # type: ignore[no-any-return]
+
+    for model in ("o3-mini", "o1", "gpt-5", "gpt-5-mini", "openai/o4-mini"):
+        assert body(model)["max_completion_tokens"] == 100 and "max_tokens" not in body(model)
+    for model in ("gpt-4o", "llama3.2", "o1x"):
+        assert body(model)["max_tokens"] == 100

@@ -15,16 +15,11 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from ._chunks import ChunkType, Response, StreamChunk
+from ._chunks import Response, StreamChunk
 from ._core import ConversationCore
-from ._errors import (
-    APIConnectionError,
-    PromptKitError,
-    ProviderError,
-    StreamInterruptedError,
-    TurnTimeout,
-)
+from ._errors import APIConnectionError, PromptKitError, ProviderError, TurnTimeout
 from ._messages import Message, ToolResult
+from ._stream_base import StreamFacade, TurnRun, connection_error
 from ._timeouts import RoundClock
 from ._tools import Invocation, result_from_exception, result_from_value
 from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, TurnPlan, run_turn
@@ -81,7 +76,7 @@ class _Watchdog:
         return self.error
 
 
-class AsyncStream:
+class AsyncStream(StreamFacade):
     """The chunks of one turn, as they arrive: ``async for`` it, ``async with`` it.
 
         async with conv.stream("Tell me a story") as stream:
@@ -90,19 +85,14 @@ class AsyncStream:
     """
 
     def __init__(self, conversation: AsyncConversation, plan: TurnPlan) -> None:
-        self._conversation = conversation
-        self._plan = plan
-        self._version = 0
-        self._response: Response | None = None
-        self._error: PromptKitError | None = None
-        self._released = False
-        self._chunks = self._run()
+        turn = _AsyncTurn(conversation, plan)
+        self._attach(turn, turn.run())
 
     def __aiter__(self) -> AsyncIterator[StreamChunk]:
-        return self._chunks
+        return self._chunks  # type: ignore[no-any-return]
 
     async def __anext__(self) -> StreamChunk:
-        return await self._chunks.__anext__()
+        return await self._chunks.__anext__()  # type: ignore[no-any-return]
 
     async def __aenter__(self) -> AsyncStream:
         return self
@@ -111,20 +101,10 @@ class AsyncStream:
                         tb: TracebackType | None) -> None:
         await self.aclose()
 
-    @property
-    def response(self) -> Response | None:
-        """The turn's :class:`Response` once DONE was delivered, else ``None``."""
-        return self._response
-
-    @property
-    def error(self) -> PromptKitError | None:
-        """The error delivered in the ERROR chunk, if the turn failed."""
-        return self._error
-
     async def aclose(self) -> None:
         """Stop the turn now (if still running) and release its connection. Idempotent."""
         await self._chunks.aclose()
-        self._release()
+        self._turn.release()
 
     async def close(self) -> None:
         """Alias of :meth:`aclose`."""
@@ -134,28 +114,26 @@ class AsyncStream:
         """Drain the stream and return the Response, raising the turn's error if it failed."""
         async for _ in self._chunks:
             pass
-        if self._error is not None:
-            raise self._error
-        if self._response is None:
-            raise RuntimeError("the stream was closed before the turn finished")
-        return self._response
+        return self._turn.outcome()
 
     async def text(self) -> str:
         """Drain the stream and return the final answer's text."""
         return (await self.until_done()).text
 
-    def _release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._conversation._end_turn()
 
-    async def _run(self) -> AsyncGenerator[StreamChunk, None]:
-        conversation = self._conversation
+class _AsyncTurn(TurnRun):
+    """One turn run with asyncio; ``run()`` is the async generator an AsyncStream wraps."""
+
+    __slots__ = ()
+    conversation: AsyncConversation
+
+    async def run(self) -> AsyncGenerator[StreamChunk, None]:
+        conversation = self.conversation
         engine = None
         try:
-            history, self._version = await conversation._load()
-            self._plan = replace(self._plan, history=history)
-            engine = run_turn(self._plan)
+            history, self.version = await conversation._load()
+            self.plan = replace(self.plan, history=history)
+            engine = run_turn(self.plan)
             action: Any = next(engine)
             while True:
                 kind = type(action)
@@ -170,39 +148,33 @@ class AsyncStream:
                 elif kind is RunTools:
                     action = engine.send(await self._run_tools(action.runs))
                 elif kind is Backoff:
-                    await self._sleep(action.seconds)
+                    self.backoff_allowed(action.seconds)
+                    await asyncio.sleep(action.seconds)
                     action = next(engine)
                 elif kind is Commit:
-                    await conversation._append(action.messages, self._version)
+                    await conversation._append(action.messages, self.version)
                     action = next(engine)
                 else:  # pragma: no cover - the engine yields nothing else
                     raise AssertionError(f"unknown action {action!r}")
         except StopIteration as stop:
-            self._response = stop.value
+            self.response = stop.value
         except PromptKitError as exc:
-            self._error = exc
+            self.error = exc
         finally:
             if engine is not None:
                 engine.close()
-            self._release()
-        if self._error is not None:
-            yield StreamChunk(type=ChunkType.ERROR, error=self._error)
-        elif self._response is not None:
-            yield StreamChunk(type=ChunkType.DONE, response=self._response)
-
-    async def _sleep(self, seconds: float) -> None:
-        remaining = self._plan.deadline - time.monotonic()
-        if seconds >= remaining:
-            raise TurnTimeout("the turn passed its deadline while waiting to retry")
-        await asyncio.sleep(seconds)
+            self.release()
+        final = self.final_chunk()
+        if final is not None:
+            yield final
 
     async def _call_model(self, request: ModelRequest, box: list[RoundOutcome]
                           ) -> AsyncGenerator[StreamChunk, None]:
         """Stream one model call, yielding its TEXT chunks; the outcome goes into ``box``."""
-        conversation = self._conversation
+        conversation = self.conversation
         binding = conversation._binding
         timeouts = conversation._timeouts
-        clock = RoundClock.start(timeouts, self._plan.deadline, time.monotonic())
+        clock = RoundClock.start(timeouts, self.plan.deadline, time.monotonic())
         delivered = False
         body: AsyncBody | None = None
         decoder: RoundDecoder | None = None
@@ -244,11 +216,7 @@ class AsyncStream:
                     raise
                 raise timeout_error from None
         except APIConnectionError as exc:
-            error: PromptKitError = exc
-            if decoder is not None and decoder.events:
-                error = StreamInterruptedError(
-                    f"the connection dropped mid-stream: {exc}", partial_text=decoder.partial_text)
-            box.append(RoundOutcome(error=error, delivered=delivered))
+            box.append(RoundOutcome(error=connection_error(exc, decoder), delivered=delivered))
         except PromptKitError as exc:
             box.append(RoundOutcome(error=exc, delivered=delivered))
         finally:
@@ -258,9 +226,7 @@ class AsyncStream:
 
     async def _run_tools(self, runs: Sequence[Invocation]) -> list[ToolResult]:
         """Run a round's handlers concurrently as tasks; results in call order."""
-        remaining = self._plan.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TurnTimeout("the turn passed its deadline before its tools ran")
+        remaining = self.time_left_for_tools()
         gathered = asyncio.gather(*(_invoke(run) for run in runs))
         try:
             if remaining == float("inf"):

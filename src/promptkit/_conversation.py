@@ -15,10 +15,11 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from ._chunks import ChunkType, Response, StreamChunk
+from ._chunks import Response, StreamChunk
 from ._core import ConversationCore
-from ._errors import APIConnectionError, PromptKitError, StreamInterruptedError, TurnTimeout
+from ._errors import APIConnectionError, PromptKitError, TurnTimeout
 from ._messages import Message, ToolResult
+from ._stream_base import StreamFacade, TurnRun, connection_error
 from ._timeouts import RoundClock
 from ._tools import Invocation, result_from_exception, result_from_value
 from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, TurnPlan, run_turn
@@ -30,7 +31,7 @@ __all__ = ["Conversation", "Stream"]
 _MAX_TOOL_THREADS = 10
 
 
-class Stream:
+class Stream(StreamFacade):
     """The chunks of one turn, as they arrive. Iterate it; use it as a context manager.
 
     Leaving the ``with`` block, breaking out of the loop or calling :meth:`close` stops the
@@ -43,19 +44,14 @@ class Stream:
     """
 
     def __init__(self, conversation: Conversation, plan: TurnPlan) -> None:
-        self._conversation = conversation
-        self._plan = plan
-        self._version = 0
-        self._response: Response | None = None
-        self._error: PromptKitError | None = None
-        self._released = False
-        self._chunks = self._run()
+        turn = _SyncTurn(conversation, plan)
+        self._attach(turn, turn.run())
 
     def __iter__(self) -> Iterator[StreamChunk]:
-        return self._chunks
+        return self._chunks  # type: ignore[no-any-return]
 
     def __next__(self) -> StreamChunk:
-        return next(self._chunks)
+        return next(self._chunks)  # type: ignore[no-any-return]
 
     def __enter__(self) -> Stream:
         return self
@@ -64,50 +60,35 @@ class Stream:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        self.close()
-
-    @property
-    def response(self) -> Response | None:
-        """The turn's :class:`Response` once DONE was delivered, else ``None``."""
-        return self._response
-
-    @property
-    def error(self) -> PromptKitError | None:
-        """The error delivered in the ERROR chunk, if the turn failed."""
-        return self._error
-
     def close(self) -> None:
         """Stop the turn now (if still running) and release its connection. Idempotent."""
         self._chunks.close()
-        self._release()
+        self._turn.release()
 
     def until_done(self) -> Response:
         """Drain the stream and return the Response, raising the turn's error if it failed."""
         for _ in self._chunks:
             pass
-        if self._error is not None:
-            raise self._error
-        if self._response is None:
-            raise RuntimeError("the stream was closed before the turn finished")
-        return self._response
+        return self._turn.outcome()
 
     def text(self) -> str:
         """Drain the stream and return the final answer's text."""
         return self.until_done().text
 
-    def _release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._conversation._end_turn()
 
-    def _run(self) -> Generator[StreamChunk, None, None]:
-        conversation = self._conversation
+class _SyncTurn(TurnRun):
+    """One turn run with blocking I/O; ``run()`` is the generator a :class:`Stream` wraps."""
+
+    __slots__ = ()
+    conversation: Conversation
+
+    def run(self) -> Generator[StreamChunk, None, None]:
+        conversation = self.conversation
         engine = None
         try:
-            history, self._version = conversation._load()
-            self._plan = replace(self._plan, history=history)
-            engine = run_turn(self._plan)
+            history, self.version = conversation._load()
+            self.plan = replace(self.plan, history=history)
+            engine = run_turn(self.plan)
             action: Any = next(engine)
             while True:
                 kind = type(action)
@@ -120,38 +101,31 @@ class Stream:
                 elif kind is RunTools:
                     action = engine.send(self._run_tools(action.runs))
                 elif kind is Backoff:
-                    self._sleep(action.seconds)
+                    self.backoff_allowed(action.seconds)
+                    time.sleep(action.seconds)
                     action = next(engine)
                 elif kind is Commit:
-                    conversation._store.append(conversation.id, action.messages, self._version)
+                    conversation._store.append(conversation.id, action.messages, self.version)
                     action = next(engine)
                 else:  # pragma: no cover - the engine yields nothing else
                     raise AssertionError(f"unknown action {action!r}")
         except StopIteration as stop:
-            self._response = stop.value
+            self.response = stop.value
         except PromptKitError as exc:
-            self._error = exc
+            self.error = exc
         finally:
             if engine is not None:
                 engine.close()
-            self._release()
-        if self._error is not None:
-            yield StreamChunk(type=ChunkType.ERROR, error=self._error)
-        elif self._response is not None:
-            yield StreamChunk(type=ChunkType.DONE, response=self._response)
-
-    def _sleep(self, seconds: float) -> None:
-        remaining = self._plan.deadline - time.monotonic()
-        if seconds >= remaining:
-            raise TurnTimeout("the turn passed its deadline while waiting to retry")
-        time.sleep(seconds)
+            self.release()
+        final = self.final_chunk()
+        if final is not None:
+            yield final
 
     def _call_model(self, request: ModelRequest) -> Generator[StreamChunk, None, RoundOutcome]:
         """Stream one model call, yielding its TEXT chunks; errors become the outcome."""
-        conversation = self._conversation
-        binding = conversation._binding
-        timeouts = conversation._timeouts
-        clock = RoundClock.start(timeouts, self._plan.deadline, time.monotonic())
+        binding = self.conversation._binding
+        timeouts = self.conversation._timeouts
+        clock = RoundClock.start(timeouts, self.plan.deadline, time.monotonic())
         delivered = False
         body: SyncBody | None = None
         decoder: RoundDecoder | None = None
@@ -196,11 +170,7 @@ class Stream:
             return RoundOutcome(result=result, delivered=delivered,
                                 first_content_at=clock.first_content_at)
         except APIConnectionError as exc:
-            error: PromptKitError = exc
-            if decoder is not None and decoder.events:
-                error = StreamInterruptedError(
-                    f"the connection dropped mid-stream: {exc}", partial_text=decoder.partial_text)
-            return RoundOutcome(error=error, delivered=delivered)
+            return RoundOutcome(error=connection_error(exc, decoder), delivered=delivered)
         except PromptKitError as exc:
             return RoundOutcome(error=exc, delivered=delivered)
         finally:
@@ -209,9 +179,7 @@ class Stream:
 
     def _run_tools(self, runs: Sequence[Invocation]) -> list[ToolResult]:
         """Run a round's handlers concurrently in threads; results in call order."""
-        remaining = self._plan.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TurnTimeout("the turn passed its deadline before its tools ran")
+        remaining = self.time_left_for_tools()
         if len(runs) == 1 and not runs[0].tool.is_async:
             return [_invoke(runs[0])]  # no thread hop for the common case
         pool = ThreadPoolExecutor(max_workers=min(len(runs), _MAX_TOOL_THREADS),

@@ -54,20 +54,21 @@ def set_price(model: str, *, input: float, output: float, cached_input: float | 
         >>> promptkit.set_price("my-finetune", input=0.3, output=1.2)  # doctest: +SKIP
     """
     with _lock:
-        _user[model] = Price(input=input, output=output, cached_input=cached_input)
+        _user[model.lower()] = Price(input=input, output=output, cached_input=cached_input)
 
 
 def price_for(model: str) -> Price | None:
     """The price of ``model``, or ``None`` if unknown."""
     name = model.lower().rsplit("/", 1)[-1]
     with _lock:
-        for table in (_user, _load()):
+        tables = (_user, _load())
+        for table in tables:
             if name in table:
                 return table[name]
-            best = max((k for k in table if name.startswith(k + "-")), key=len, default=None)
-            if best is not None:
-                return table[best]
-    return None
+        # the longest known name followed by "-": a user price wins only if at least as long
+        candidates = [(len(k), -rank, table[k]) for rank, table in enumerate(tables)
+                      for k in table if name.startswith(k + "-")]
+    return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else None
 
 
 def cost_of(model: str, usage: Usage) -> float | None:

@@ -114,7 +114,7 @@ def run_turn(plan: TurnPlan) -> Generator[Action, Any, Response]:
         request = ModelRequest(
             model=plan.model, system=plan.system, messages=plan.history + tuple(added),
             tools=plan.tools, parameters=plan.parameters,
-            tool_choice=plan.tool_choice if plan.tools else None,
+            tool_choice=_tool_choice(plan, tool_rounds),
         )
         outcome = yield from _call_with_retries(request, plan.retry)
         if first_content_at is None:
@@ -171,6 +171,18 @@ def run_turn(plan: TurnPlan) -> Generator[Action, Any, Response]:
         provider=plan.provider,
         messages=turn_messages,
     )
+
+
+def _tool_choice(plan: TurnPlan, tool_rounds: int) -> str | None:
+    """The pack's ``tool_choice`` for this round.
+
+    ``"none"`` holds for the whole turn; forcing a call (``"required"`` or a tool name) applies
+    to the first round only, so the model can answer once it has the tools' results.
+    """
+    choice = plan.tool_choice if plan.tools else None
+    if choice is not None and choice != "none" and tool_rounds > 0:
+        return None
+    return choice
 
 
 def _call_with_retries(

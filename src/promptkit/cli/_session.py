@@ -45,6 +45,7 @@ def open_from_args(args: argparse.Namespace, *, notice: Callable[[str], None],
         notice(FALLBACK_NOTICE)
         pacing = {"delay": 0.02, "first_delay": 0.3}
         options["mock_responses"] = mock_responses or pacing
+        options["model"] = None  # the mock's own model name: no real model's prices
         conversation = promptkit.open(pack, args.prompt, provider="mock", **options)
     if ask is not None:
         _ask_missing(conversation, ask)

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from .._chunks import ChunkType, Response, StreamChunk
+from .._conversation import Stream
 from .._errors import APIStatusError, PromptKitError
 from ._session import open_from_args, report_error
 
@@ -60,10 +61,18 @@ def run_send(args: argparse.Namespace) -> int:
         stream = conversation.stream(message, timeout=args.timeout)
     except PromptKitError as exc:
         return report_error(exc)
+    try:
+        return _print_stream(stream, as_json=args.json)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def _print_stream(stream: Stream, *, as_json: bool) -> int:
     status = 0
     with stream:
         for chunk in stream:
-            if args.json:
+            if as_json:
                 print(json.dumps(chunk_to_json(chunk), ensure_ascii=False), flush=True)
             elif chunk.type is ChunkType.TEXT:
                 sys.stdout.write(chunk.text)
@@ -71,7 +80,7 @@ def run_send(args: argparse.Namespace) -> int:
             elif chunk.type is ChunkType.DONE:
                 sys.stdout.write("\n")
             if chunk.type is ChunkType.ERROR and chunk.error is not None:
-                if not args.json:
+                if not as_json:
                     sys.stdout.write("\n")
                 status = report_error(chunk.error)
     return status

@@ -168,7 +168,9 @@ def resolve_provider(
 
         script = mock_responses or env.get("PROMPTKIT_MOCK_RESPONSES") or None
         return mock_binding(chosen_model, script)
-    key = api_key or _env(preset.key_env, env)
+    # A key from the environment goes only to the provider's own endpoint or to a base URL set
+    # in the environment too; an explicit base_url= gets a key only through api_key=.
+    key = api_key or (_env(preset.key_env, env) if base_url is None else None)
     url = base_url or _env(preset.base_url_env, env)
     if key is None and preset.key_required and url is None:
         wanted = " or ".join(preset.key_env)

@@ -60,17 +60,28 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+_REASONING_MODELS = ("o1", "o3", "o4", "gpt-5")
+
+
+def _token_limit_field(model: str) -> str:
+    """``max_completion_tokens`` for OpenAI reasoning models, ``max_tokens`` for the rest."""
+    name = model.lower().rsplit("/", 1)[-1]
+    reasoning = any(name == p or name.startswith((p + "-", p + ".")) for p in _REASONING_MODELS)
+    return "max_completion_tokens" if reasoning else "max_tokens"
+
+
 class OpenAIChatDialect:
     """The Chat Completions wire dialect for one endpoint.
 
     ``include_usage`` asks for the trailing usage chunk (``stream_options``).
-    ``max_tokens_field`` names the token limit parameter: ``"max_tokens"`` by default, which
-    every compatible server understands; OpenAI's reasoning models (o-series, gpt-5) require
-    ``"max_completion_tokens"``.
+    ``max_tokens_field`` names the token limit parameter: ``"max_tokens"``, which every
+    compatible server understands, except that OpenAI's reasoning models (``o1``, ``o3``,
+    ``o4``, ``gpt-5`` families), which refuse it, get ``"max_completion_tokens"``; pass a
+    field name to force one.
     """
 
     def __init__(self, endpoint: Endpoint, *, name: str = "openai", include_usage: bool = True,
-                 max_tokens_field: str = "max_tokens") -> None:
+                 max_tokens_field: str | None = None) -> None:
         self.endpoint = endpoint
         self.name = name
         self.include_usage = include_usage
@@ -102,7 +113,7 @@ class OpenAIChatDialect:
                 body[key] = value
         max_tokens = params.get("max_tokens")
         if max_tokens is not None:
-            body[self.max_tokens_field] = max_tokens
+            body[self.max_tokens_field or _token_limit_field(request.model)] = max_tokens
         if request.tools:
             body["tools"] = [_tool(t) for t in request.tools]
             choice = request.tool_choice

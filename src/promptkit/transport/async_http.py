@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from promptkit._errors import APIConnectionError, ConnectTimeout
-from promptkit.transport.sync_http import ProxyInfo, env_proxy
+from promptkit.transport.sync_http import ProxyInfo, _finite, env_proxy
 
 if TYPE_CHECKING:
     import ssl
@@ -29,7 +29,6 @@ __all__ = ["AsyncHTTPTransport"]
 # what a pooled connection the server already closed raises before any response byte
 _STALE_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)
 _MID_STREAM_ERRORS = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError)
-_FOREVER = 1e7  # longer timeouts (math.inf from the drivers included) mean "no timeout"
 
 
 async def _close_at_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
@@ -97,9 +96,7 @@ class AsyncHTTPTransport:
         session = await self._session()
         timeout = self._timeouts.get(connect_timeout)
         if timeout is None:
-            limit = None if connect_timeout is None or connect_timeout >= _FOREVER else (
-                connect_timeout
-            )
+            limit = _finite(connect_timeout)  # math.inf from a driver: no limit
             timeout = aiohttp.ClientTimeout(total=None, connect=limit, sock_connect=limit)
             self._timeouts[connect_timeout] = timeout
         proxy = self._proxy(request.url) if self._trust_env else None
@@ -204,6 +201,8 @@ class AsyncHTTPTransport:
         if origin in self._proxies:
             return self._proxies[origin]
         proxy = env_proxy(*origin)
+        if len(self._proxies) >= 256:  # e.g. HTTP tools calling many hosts: keep it bounded
+            self._proxies.clear()
         self._proxies[origin] = proxy
         return proxy
 

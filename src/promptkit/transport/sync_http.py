@@ -120,9 +120,7 @@ class _Route:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
 
 
 def _finite(timeout: float | None) -> float | None:
@@ -160,7 +158,8 @@ class SyncHTTPTransport:
     """A :class:`~promptkit.transport._base.SyncTransport` over ``http.client``.
 
     ``max_connections_per_host`` bounds the idle connections kept per origin; more may be open
-    at once (it never blocks), the surplus is closed on release. Safe to share between threads.
+    at once (it never blocks), the surplus is closed on release. Proxy variables are read once
+    per origin. Safe to share between threads.
     """
 
     def __init__(
@@ -262,6 +261,8 @@ class SyncHTTPTransport:
             if scheme == "http":
                 forward = {"Proxy-Authorization": auth} if auth else {}
         route = _Route((scheme, host, port), label, proxy, forward)
+        if len(self._routes) >= 256:  # e.g. HTTP tools calling many hosts: keep it bounded
+            self._routes.clear()
         self._routes[(scheme, netloc)] = route
         return route
 
@@ -444,7 +445,8 @@ class _SyncBody:
             data = self._fp.read1(size)
             if not data:
                 self._reusable = False
-                raise APIConnectionError("connection dropped mid-stream")
+                raise APIConnectionError(
+                    "response closed" if self._closed else "connection dropped mid-stream")
             raw = raw + data if raw else data
 
     def read_all(self, timeout: float | None, limit: int = 1 << 20) -> bytes:

@@ -1,0 +1,104 @@
+"""What the sync and async streams share: the state of one running turn, and its façade.
+
+A stream is two objects on purpose. The *turn* (a ``TurnRun`` subclass in each driver) owns the
+generator that runs the engine; the *stream* the user holds owns the turn and that generator.
+The generator references only the turn, never the stream, so there is no reference cycle:
+``for chunk in conv.stream(...): break`` drops the generator at once, and a finaliser attached
+to it releases the conversation for the next turn immediately (the generator's own ``finally``
+closes the HTTP response). Nothing of an abandoned turn is committed.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from ._chunks import ChunkType, Response, StreamChunk
+from ._errors import APIConnectionError, PromptKitError, StreamInterruptedError, TurnTimeout
+from ._turn import TurnPlan
+
+if TYPE_CHECKING:
+    from ._core import ConversationCore
+    from .providers._base import RoundDecoder
+
+__all__ = ["StreamFacade", "TurnRun"]
+
+
+class TurnRun:
+    """The state of one turn: its plan, the store version it started from, and its outcome."""
+
+    __slots__ = ("__weakref__", "_released", "conversation", "error", "plan", "response",
+                 "version")
+
+    def __init__(self, conversation: ConversationCore, plan: TurnPlan) -> None:
+        self.conversation = conversation
+        self.plan = plan
+        self.version = 0
+        self.response: Response | None = None
+        self.error: PromptKitError | None = None
+        self._released = False
+
+    def release(self) -> None:
+        """Let the conversation start its next turn (idempotent)."""
+        if not self._released:
+            self._released = True
+            self.conversation._end_turn()
+
+    def final_chunk(self) -> StreamChunk | None:
+        """The DONE or ERROR chunk that ends the stream, once the turn is over."""
+        if self.error is not None:
+            return StreamChunk(type=ChunkType.ERROR, error=self.error)
+        if self.response is not None:
+            return StreamChunk(type=ChunkType.DONE, response=self.response)
+        return None
+
+    def outcome(self) -> Response:
+        """The Response of a drained stream, or the turn's error raised."""
+        if self.error is not None:
+            raise self.error
+        if self.response is None:
+            raise RuntimeError("the stream was closed before the turn finished")
+        return self.response
+
+    def backoff_allowed(self, seconds: float) -> None:
+        """Raise TurnTimeout if waiting ``seconds`` would pass the turn's deadline."""
+        if seconds >= self.plan.deadline - time.monotonic():
+            raise TurnTimeout("the turn passed its deadline while waiting to retry")
+
+    def time_left_for_tools(self) -> float:
+        """Seconds left for a round of tools (``inf`` without a deadline); raise if none."""
+        remaining = self.plan.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TurnTimeout("the turn passed its deadline before its tools ran")
+        return remaining
+
+
+def connection_error(exc: APIConnectionError, decoder: RoundDecoder | None) -> PromptKitError:
+    """A dropped connection: interrupted if content had arrived, else (retryable) as it is."""
+    if decoder is not None and decoder.events:
+        return StreamInterruptedError(f"the connection dropped mid-stream: {exc}",
+                                      partial_text=decoder.partial_text)
+    return exc
+
+
+class StreamFacade:
+    """The read-only part of both stream classes."""
+
+    _turn: TurnRun
+
+    def _attach(self, turn: TurnRun, chunks: Any) -> None:
+        self._turn = turn
+        self._chunks = chunks
+        # Released the moment the generator is dropped, started or not (see module docstring).
+        weakref.finalize(chunks, turn.release)
+
+    @property
+    def response(self) -> Response | None:
+        """The turn's :class:`Response` once DONE was delivered, else ``None``."""
+        return self._turn.response
+
+    @property
+    def error(self) -> PromptKitError | None:
+        """The error delivered in the ERROR chunk, if the turn failed."""
+        return self._turn.error
