@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
@@ -35,7 +36,7 @@ def open_from_args(args: argparse.Namespace, *, notice: Callable[[str], None],
     if mock_responses and provider is None:
         provider = "mock"
     options = {"model": args.model, "base_url": args.base_url, "variables": variables,
-               "mock_responses": mock_responses}
+               "mock_responses": mock_responses, "api_key": _key_from_env(args.api_key_env)}
     pack = promptkit.load_pack(args.pack)
     try:
         conversation = promptkit.open(pack, args.prompt, provider=provider, **options)
@@ -50,6 +51,15 @@ def open_from_args(args: argparse.Namespace, *, notice: Callable[[str], None],
     if ask is not None:
         _ask_missing(conversation, ask)
     return conversation
+
+
+def _key_from_env(name: str | None) -> str | None:
+    if not name:
+        return None
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ProviderNotConfiguredError(f"--api-key-env names {name}, which is not set")
+    return value
 
 
 def _ask_missing(conversation: Conversation, ask: Callable[[str], str]) -> None:

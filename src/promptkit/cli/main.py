@@ -19,6 +19,9 @@ def _add_conversation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", help="openai, anthropic, gemini, ollama, mock, ...")
     parser.add_argument("--model", help="model name (default: the pack's or the provider's)")
     parser.add_argument("--base-url", help="endpoint of an OpenAI-compatible server")
+    parser.add_argument("--api-key-env", metavar="NAME",
+                        help="environment variable holding the API key to send (needed with "
+                             "--base-url: keys are never taken from the command line)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                         help="set a template variable (repeatable)")
     parser.add_argument("--mock-responses", metavar="FILE",
