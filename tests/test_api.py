@@ -16,7 +16,7 @@ def test_all_is_sorted_and_complete() -> None:
         assert hasattr(promptkit, name), name
     public = {n for n in vars(promptkit) if not n.startswith("_") and not inspect.ismodule(
         getattr(promptkit, n))}
-    assert public <= set(promptkit.__all__) | {"annotations"}
+    assert public <= set(promptkit.__all__) | {"annotations", "importlib", "TYPE_CHECKING"}
 
 
 def test_design_contract_names_exist() -> None:
@@ -72,8 +72,11 @@ def test_sync_and_async_streams_expose_the_same_methods() -> None:
 
 def test_import_is_cheap_and_lazy() -> None:
     code = ("import sys, promptkit; "
+            "assert not [m for m in sys.modules if m.startswith('promptkit.')], sys.modules; "
+            "promptkit.Conversation; "
             "heavy = [m for m in ('aiohttp', 'jsonschema', 'rich', 'yaml', 'http.client', "
-            "'promptkit.providers.openai_chat', 'promptkit.cli.chat') if m in sys.modules]; "
+            "'asyncio', 'promptkit.providers.openai_chat', 'promptkit.cli.chat') "
+            "if m in sys.modules]; "
             "print(heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)

@@ -7,10 +7,9 @@ transport, tool handlers in a thread pool, ``time.sleep`` for backoff. Its twin 
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import time
 from collections.abc import Generator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -182,6 +181,8 @@ class _SyncTurn(TurnRun):
         remaining = self.time_left_for_tools()
         if len(runs) == 1 and not runs[0].tool.is_async:
             return [_invoke(runs[0])]  # no thread hop for the common case
+        from concurrent.futures import ThreadPoolExecutor, wait  # only when tools run in parallel
+
         pool = ThreadPoolExecutor(max_workers=min(len(runs), _MAX_TOOL_THREADS),
                                   thread_name_prefix="promptkit-tool")
         try:
@@ -198,7 +199,9 @@ def _invoke(run: Invocation) -> ToolResult:
     """Call one handler (an ``async def`` one in a private event loop) and wrap the outcome."""
     try:
         value = run.tool.fn(*run.args())
-        if run.tool.is_async or asyncio.iscoroutine(value):
+        if run.tool.is_async or inspect.iscoroutine(value):
+            import asyncio  # only for async handlers, run in their own loop in a worker thread
+
             value = asyncio.run(value)
     except Exception as exc:
         return result_from_exception(run.call, exc)

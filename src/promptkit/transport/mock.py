@@ -10,7 +10,6 @@ The handler receives the :class:`HTTPRequest` and returns a :class:`MockReply`.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +75,8 @@ class _AsyncBody(_Body):
     async def read(self) -> bytes:  # type: ignore[override]
         pause = self._pause() if self._index < len(self._pieces) else 0.0
         if pause:
+            import asyncio  # here, so the blocking driver never imports asyncio
+
             await asyncio.sleep(pause)
         return self._next()
 
