@@ -136,3 +136,13 @@ def test_environment_keys_are_not_sent_to_an_explicit_base_url(
     request = resolve_provider(provider="openai").dialect.build_request(
         promptkit.providers._base.ModelRequest(model="m", system="", messages=()))
     assert request.headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_a_base_url_alone_means_an_openai_compatible_server(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    binding = resolve_provider(base_url="http://127.0.0.1:8000/v1", model="qwen2.5")
+    assert (binding.provider, binding.model) == ("openai", "qwen2.5")
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1")
+    assert resolve_provider(model="qwen2.5").provider == "openai"

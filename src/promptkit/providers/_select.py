@@ -68,6 +68,7 @@ PRESETS: dict[str, Preset] = {
 # The order in which environment variables choose a provider when nothing else does.
 ENV_ORDER: tuple[tuple[str, str], ...] = (
     ("OPENAI_API_KEY", "openai"),
+    ("OPENAI_BASE_URL", "openai"),  # a local OpenAI-compatible server needs no key
     ("ANTHROPIC_API_KEY", "anthropic"),
     ("GEMINI_API_KEY", "gemini"),
     ("GOOGLE_API_KEY", "gemini"),
@@ -117,8 +118,13 @@ def choose_provider_name(
     pack_provider: str | None,
     pack_model: str | None,
     environ: Mapping[str, str],
+    base_url: str | None = None,
 ) -> str:
-    """Apply the selection order; raise :class:`ProviderNotConfiguredError` if nothing fits."""
+    """Apply the selection order; raise :class:`ProviderNotConfiguredError` if nothing fits.
+
+    An explicit ``base_url`` with no provider named or implied means an OpenAI-compatible
+    server: it is more specific than whatever keys the environment holds.
+    """
     for candidate in (provider, pack_provider):
         if candidate:
             return candidate.lower()
@@ -126,6 +132,8 @@ def choose_provider_name(
         inferred = infer_provider(candidate_model) if candidate_model else None
         if inferred:
             return inferred
+    if base_url:
+        return "openai"
     from_env = environ.get("PROMPTKIT_PROVIDER", "").strip()
     if from_env:
         return from_env.lower()
@@ -134,8 +142,8 @@ def choose_provider_name(
             return name
     raise ProviderNotConfiguredError(
         "no LLM provider is configured: set one of OPENAI_API_KEY, ANTHROPIC_API_KEY, "
-        "GEMINI_API_KEY (or GOOGLE_API_KEY) or OLLAMA_HOST, or pass provider=... "
-        "(provider='mock' runs offline)")
+        "GEMINI_API_KEY (or GOOGLE_API_KEY) or OLLAMA_HOST, or pass provider=... or the "
+        "base_url= of an OpenAI-compatible server (provider='mock' runs offline)")
 
 
 def resolve_provider(
@@ -151,7 +159,7 @@ def resolve_provider(
 ) -> Binding:
     """Resolve the provider, model, endpoint and transports for a conversation."""
     env = os.environ if environ is None else environ
-    name = choose_provider_name(provider, model, pack_provider, pack_model, env)
+    name = choose_provider_name(provider, model, pack_provider, pack_model, env, base_url)
     preset = PRESETS.get(name)
     if preset is None:
         raise ProviderNotConfiguredError(
