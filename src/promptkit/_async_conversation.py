@@ -21,12 +21,15 @@ from ._errors import APIConnectionError, PromptKitError, ProviderError, TurnTime
 from ._messages import Message, ToolResult
 from ._stream_base import StreamFacade, TurnRun, connection_error
 from ._timeouts import RoundClock
-from ._tools import Invocation, result_from_exception, result_from_value
+from ._tools import Invocation, result_from_exception, result_from_value, timed_out
 from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, TurnPlan, run_turn
 from .providers._base import ModelRequest, RoundDecoder
 from .transport._base import AsyncBody
 
 __all__ = ["AsyncConversation", "AsyncStream"]
+
+
+_MAX_CONCURRENT_TOOLS = 10
 
 
 class _Watchdog:
@@ -225,9 +228,19 @@ class _AsyncTurn(TurnRun):
                 body.close()
 
     async def _run_tools(self, runs: Sequence[Invocation]) -> list[ToolResult]:
-        """Run a round's handlers concurrently as tasks; results in call order."""
+        """Run a round's handlers concurrently as tasks (at most 10 at once), each within its
+        timeout; results in call order."""
         remaining = self.time_left_for_tools()
-        gathered = asyncio.gather(*(_invoke(run) for run in runs))
+        limit = asyncio.Semaphore(_MAX_CONCURRENT_TOOLS)
+
+        async def bounded(run: Invocation) -> ToolResult:
+            async with limit:
+                try:
+                    return await asyncio.wait_for(_invoke(run), run.tool.timeout)
+                except TimeoutError:
+                    return timed_out(run)
+
+        gathered = asyncio.gather(*(bounded(run) for run in runs))
         try:
             if remaining == float("inf"):
                 return list(await gathered)
@@ -240,9 +253,9 @@ async def _invoke(run: Invocation) -> ToolResult:
     """Await an async handler, or run a blocking one in a thread, and wrap the outcome."""
     try:
         if run.tool.is_async:
-            value = await run.tool.fn(*run.args())
+            value = await run.invoke()
         else:
-            value = await asyncio.to_thread(run.tool.fn, *run.args())
+            value = await asyncio.to_thread(run.invoke)
             if asyncio.iscoroutine(value):
                 value = await value
     except Exception as exc:

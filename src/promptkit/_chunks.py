@@ -17,6 +17,8 @@ class ChunkType(enum.Enum):
 
     TEXT = "text"
     """``chunk.text`` is the next piece of the model's answer."""
+    THINKING = "thinking"
+    """``chunk.text`` is the next piece of the model's reasoning; never part of the answer."""
     TOOL_CALL = "tool_call"
     """``chunk.tool_call`` is a complete call the model asked for; it runs next."""
     TOOL_RESULT = "tool_result"

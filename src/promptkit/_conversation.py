@@ -8,6 +8,7 @@ transport, tool handlers in a thread pool, ``time.sleep`` for backoff. Its twin 
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import replace
@@ -20,7 +21,7 @@ from ._errors import APIConnectionError, PromptKitError, TurnTimeout
 from ._messages import Message, ToolResult
 from ._stream_base import StreamFacade, TurnRun, connection_error
 from ._timeouts import RoundClock
-from ._tools import Invocation, result_from_exception, result_from_value
+from ._tools import Invocation, result_from_exception, result_from_value, timed_out
 from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, TurnPlan, run_turn
 from .providers._base import ModelRequest, RoundDecoder
 from .transport._base import ReadTimeout, SyncBody
@@ -177,20 +178,31 @@ class _SyncTurn(TurnRun):
                 body.close()
 
     def _run_tools(self, runs: Sequence[Invocation]) -> list[ToolResult]:
-        """Run a round's handlers concurrently in threads; results in call order."""
-        remaining = self.time_left_for_tools()
-        if len(runs) == 1 and not runs[0].tool.is_async:
-            return [_invoke(runs[0])]  # no thread hop for the common case
-        from concurrent.futures import ThreadPoolExecutor, wait  # only when tools run in parallel
+        """Run a round's handlers concurrently in worker threads (at most 10 at once), each
+        within its timeout; results in call order. A handler that overruns its timeout gets an
+        error result (its thread cannot be stopped; its late result is dropped)."""
+        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import TimeoutError as FutureTimeout
 
+        self.time_left_for_tools()
+        started = time.monotonic()
         pool = ThreadPoolExecutor(max_workers=min(len(runs), _MAX_TOOL_THREADS),
                                   thread_name_prefix="promptkit-tool")
         try:
             futures = [pool.submit(_invoke, run) for run in runs]
-            done, _ = wait(futures, timeout=None if remaining == float("inf") else remaining)
-            if len(done) != len(futures):
-                raise TurnTimeout("the turn passed its deadline while its tools ran")
-            return [future.result() for future in futures]
+            results = []
+            for run, future in zip(runs, futures, strict=True):
+                limit = min(self.plan.deadline, started + (run.tool.timeout or math.inf))
+                wait_for = limit - time.monotonic()
+                try:
+                    results.append(future.result(timeout=None if wait_for == math.inf
+                                                 else max(0.0, wait_for)))
+                except FutureTimeout:
+                    if time.monotonic() >= self.plan.deadline:
+                        raise TurnTimeout(
+                            "the turn passed its deadline while its tools ran") from None
+                    results.append(timed_out(run))
+            return results
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -198,7 +210,7 @@ class _SyncTurn(TurnRun):
 def _invoke(run: Invocation) -> ToolResult:
     """Call one handler (an ``async def`` one in a private event loop) and wrap the outcome."""
     try:
-        value = run.tool.fn(*run.args())
+        value = run.invoke()
         if run.tool.is_async or inspect.iscoroutine(value):
             import asyncio  # only for async handlers, run in their own loop in a worker thread
 

@@ -16,7 +16,7 @@ from ._errors import ConversationBusyError, ConversationClosedError
 from ._messages import Message
 from ._retry import RetryPolicy
 from ._timeouts import Timeouts, turn_deadline
-from ._tools import ToolHandler, ToolRegistry
+from ._tools import DEFAULT_TOOL_TIMEOUT, RegisteredTool, ToolHandler, ToolRegistry
 from ._turn import TurnPlan
 from .providers._base import ToolDefinition
 
@@ -122,9 +122,16 @@ class ConversationCore:
 
     # --- tools ---------------------------------------------------------------------------
 
-    def on_tool(self, name: str, handler: ToolHandler) -> None:
-        """Run ``handler(args)`` (or ``handler(args, ctx)``) when the model calls ``name``."""
-        self._tools.register(name, handler)
+    def on_tool(self, name: str, handler: ToolHandler, *,
+                timeout: float | None = DEFAULT_TOOL_TIMEOUT) -> None:
+        """Run ``handler`` when the model calls ``name``.
+
+        ``handler(args)`` or ``handler(args, ctx)`` gets the argument dict (and a
+        :class:`ToolContext`); a handler with named parameters (``def f(city: str)``) gets them
+        as keyword arguments. It may be ``async def``. ``timeout`` (seconds, default 30) turns a
+        hung handler into an error result.
+        """
+        self._tools.register(name, handler, timeout=timeout)
 
     def on_tools(self, handlers: Mapping[str, ToolHandler]) -> None:
         """Register several handlers at once."""
@@ -135,29 +142,44 @@ class ConversationCore:
     def tool(self, name_or_fn: F, /) -> F: ...
 
     @overload
-    def tool(self, name_or_fn: str | None = None, /) -> Callable[[F], F]: ...
+    def tool(self, name_or_fn: str | None = None, /, *,
+             timeout: float | None = DEFAULT_TOOL_TIMEOUT) -> Callable[[F], F]: ...
 
-    def tool(self, name_or_fn: Any = None, /) -> Any:
-        """Decorator form of :meth:`on_tool`: ``@conv.tool`` or ``@conv.tool("name")``."""
+    def tool(self, name_or_fn: Any = None, /, *,
+             timeout: float | None = DEFAULT_TOOL_TIMEOUT) -> Any:
+        """Decorator form of :meth:`on_tool`: ``@conv.tool`` or ``@conv.tool("name")``.
+
+        A function with named, annotated parameters that the pack does not declare becomes a
+        tool of its own, its JSON Schema built from the type hints and its description from the
+        docstring; for a tool the pack declares, the pack's schema wins.
+        """
         if callable(name_or_fn):
-            self._tools.register(name_or_fn.__name__, name_or_fn)
+            self._tools.register(name_or_fn.__name__, name_or_fn, timeout=timeout)
             return name_or_fn
 
         def register(fn: F) -> F:
-            self._tools.register(name_or_fn or fn.__name__, fn)
+            self._tools.register(name_or_fn or fn.__name__, fn, timeout=timeout)
             return fn
 
         return register
 
-    def _tool_definitions(self, registered: Mapping[str, Any]) -> tuple[ToolDefinition, ...]:
-        """The tools offered to the model: the prompt's pack tools that have a handler."""
+    def _tool_definitions(self, registered: Mapping[str, RegisteredTool]
+                          ) -> tuple[ToolDefinition, ...]:
+        """The tools offered to the model: the prompt's pack tools that have a handler, then
+        code-defined tools (handlers with a signature schema that the pack does not declare);
+        never a blocklisted one."""
+        blocked = set(self._prompt.tool_policy.blocklist)
         definitions = []
         for name in self._prompt.tools:
             spec = self._pack.tools.get(name)
-            if spec is None or name not in registered or name in self._prompt.tool_policy.blocklist:
+            if spec is None or name not in registered or name in blocked:
                 continue
             definitions.append(ToolDefinition(name=spec.name, description=spec.description,
                                               parameters=spec.parameters))
+        for name, tool in registered.items():
+            if tool.schema is not None and name not in self._pack.tools and name not in blocked:
+                definitions.append(ToolDefinition(name=name, description=tool.description,
+                                                  parameters=tool.schema))
         return tuple(definitions)
 
     # --- turns ---------------------------------------------------------------------------
@@ -178,6 +200,7 @@ class ConversationCore:
         user = _user_message(message)
         system = self.render_system_prompt()
         handlers = self._tools.snapshot()
+        tools = self._tool_definitions(handlers)
         policy = self._prompt.tool_policy
         now = time.monotonic()
         tool_choice = policy.tool_choice if policy.tool_choice != "auto" else None
@@ -188,9 +211,9 @@ class ConversationCore:
             system=system,
             history=(),
             user_message=user,
-            tools=self._tool_definitions(handlers),
+            tools=tools,
             handlers=handlers,
-            allowed_tools=frozenset(self._prompt.tools),
+            allowed_tools=frozenset(self._prompt.tools) | {t.name for t in tools},
             parameters=dict(self._prompt.parameters),
             tool_choice=tool_choice,
             max_rounds=policy.max_rounds,

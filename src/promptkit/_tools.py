@@ -20,6 +20,7 @@ from ._messages import ToolCall, ToolResult
 __all__ = [
     "Invocation",
     "RegisteredTool",
+    "RoundPlan",
     "ToolContext",
     "ToolHandler",
     "ToolRegistry",
@@ -48,29 +49,56 @@ class ToolContext:
     deadline: float
 
 
+DEFAULT_TOOL_TIMEOUT = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class RegisteredTool:
-    """A handler and how to call it."""
+    """A handler and how to call it.
+
+    ``named_params`` handlers are called with the arguments as keyword arguments (and get a
+    JSON Schema from their signature, used when the pack does not declare the tool);
+    the others get the argument dict (and the context as a second argument if they take one).
+    """
 
     fn: ToolHandler
     takes_context: bool
     is_async: bool
+    timeout: float | None = DEFAULT_TOOL_TIMEOUT
+    named_params: bool = False
+    context_param: str | None = None
+    schema: Mapping[str, Any] | None = None
+    description: str = ""
 
     @classmethod
-    def of(cls, fn: ToolHandler) -> RegisteredTool:
+    def of(cls, fn: ToolHandler, *, timeout: float | None = DEFAULT_TOOL_TIMEOUT
+           ) -> RegisteredTool:
+        from ._tool_schema import (
+            is_context_annotation,
+            schema_from_signature,
+            takes_argument_dict,
+        )
+
         if not callable(fn):
             raise TypeError(f"tool handler must be callable, not {type(fn).__name__}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"tool timeout must be positive or None, not {timeout!r}")
         target = fn if inspect.isroutine(fn) else type(fn).__call__  # callable objects
         is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
         try:
             params = [
                 p for p in inspect.signature(fn).parameters.values()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             ]
-            takes_context = len(params) >= 2
         except (TypeError, ValueError):  # builtins without signatures
-            takes_context = False
-        return cls(fn, takes_context, is_async)
+            return cls(fn, False, is_async, timeout)
+        if takes_argument_dict(fn):
+            positional = [p for p in params if p.kind is not p.KEYWORD_ONLY]
+            return cls(fn, len(positional) >= 2, is_async, timeout)
+        context = next((p.name for p in params if is_context_annotation(p.annotation)), None)
+        schema, description = schema_from_signature(fn)
+        return cls(fn, False, is_async, timeout, named_params=True, context_param=context,
+                   schema=schema, description=description)
 
 
 class ToolRegistry:
@@ -80,10 +108,11 @@ class ToolRegistry:
         self._lock = threading.Lock()
         self._handlers: dict[str, RegisteredTool] = dict(handlers or {})
 
-    def register(self, name: str, fn: ToolHandler) -> None:
+    def register(self, name: str, fn: ToolHandler, *,
+                 timeout: float | None = DEFAULT_TOOL_TIMEOUT) -> None:
         if not name or not isinstance(name, str):
             raise ValueError("tool name must be a non-empty string")
-        entry = RegisteredTool.of(fn)
+        entry = RegisteredTool.of(fn, timeout=timeout)
         with self._lock:
             self._handlers[name] = entry
 
@@ -97,43 +126,72 @@ class ToolRegistry:
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
-    """One call to run: the handler, the arguments and its context."""
+    """One call to run: the handler, the validated arguments and its context."""
 
     index: int
     call: ToolCall
     tool: RegisteredTool
     context: ToolContext
+    arguments: Mapping[str, Any]
 
-    def args(self) -> tuple[Any, ...]:
-        arguments = dict(self.call.arguments)
-        return (arguments, self.context) if self.tool.takes_context else (arguments,)
+    def invoke(self) -> Any:
+        """Call the handler; returns its value (a coroutine for ``async def`` handlers)."""
+        tool = self.tool
+        arguments = dict(self.arguments)
+        if tool.named_params:
+            if tool.context_param:
+                arguments[tool.context_param] = self.context
+            return tool.fn(**arguments)
+        if tool.takes_context:
+            return tool.fn(arguments, self.context)
+        return tool.fn(arguments)
 
 
 def error_result(call: ToolCall, message: str) -> ToolResult:
     return ToolResult(call_id=call.id, name=call.name, content=f"Error: {message}", is_error=True)
 
 
+REPEAT_LIMIT = 3
+
+
+@dataclass(slots=True)
+class RoundPlan:
+    """A round's calls split into invocations to run and results known at once.
+
+    ``slots`` holds, in call order, the error result of each call that will not run and
+    ``None`` where an invocation fills the slot; ``repeats`` counts calls refused because
+    they repeated an identical earlier call too often.
+    """
+
+    runs: list[Invocation]
+    slots: list[ToolResult | None]
+    repeats: int = 0
+
+
 def plan_calls(
     calls: Sequence[ToolCall],
     handlers: Mapping[str, RegisteredTool],
     *,
+    schemas: Mapping[str, Mapping[str, Any]],
     allowed: Iterable[str] | None,
     blocklist: Iterable[str],
     conversation_id: str,
     deadline: float,
-) -> tuple[list[Invocation], list[ToolResult | None]]:
-    """Split a round's calls into handler invocations and immediate error results.
+    seen: dict[str, int] | None = None,
+) -> RoundPlan:
+    """Check a round's calls (policy, registration, JSON, schema, repeats) and plan them.
 
-    Returns the invocations to run and a list, in call order, holding the error result of
-    each call that will not run (unknown, not allowed, blocked, unparsable arguments) and
-    ``None`` where an invocation will fill the slot.
+    ``schemas`` maps tool names to their parameters schema; ``seen`` counts identical calls
+    (same name and arguments) across the turn's rounds and is updated in place.
     """
+    from ._tool_schema import argument_problems, coerce_arguments
+
     allowed_set = None if allowed is None else set(allowed)
     blocked = set(blocklist)
-    runs: list[Invocation] = []
-    slots: list[ToolResult | None] = []
+    plan = RoundPlan([], [])
     for index, call in enumerate(calls):
         problem: str | None = None
+        arguments: Mapping[str, Any] = call.arguments
         if call.name in blocked:
             problem = f"tool {call.name!r} is blocked by the prompt's tool policy"
         elif allowed_set is not None and call.name not in allowed_set:
@@ -141,15 +199,32 @@ def plan_calls(
         elif call.name not in handlers:
             problem = f"tool {call.name!r} is not registered"
         elif call.raw_arguments.strip() and not call.arguments and _unparsable(call.raw_arguments):
-            problem = f"arguments are not valid JSON: {call.raw_arguments[:200]!r}"
+            problem = (f"the arguments are not a JSON object: {call.raw_arguments[:200]!r}; "
+                       "call the tool again with valid JSON arguments")
+        else:
+            schema = schemas.get(call.name)
+            if schema is not None:
+                arguments = coerce_arguments(schema, call.arguments)
+                issues = argument_problems(schema, arguments)
+                if issues:
+                    problem = (f"invalid arguments for {call.name!r}: {'; '.join(issues)}; "
+                               "call the tool again with corrected arguments")
+        if problem is None and seen is not None:
+            key = call.name + json.dumps(arguments, sort_keys=True, default=str)
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] >= REPEAT_LIMIT:
+                plan.repeats += 1
+                problem = (f"repeated call ignored: {call.name!r} was already called "
+                           f"{seen[key] - 1} times with these arguments; use the earlier "
+                           "results instead of calling it again")
         if problem is not None:
-            slots.append(error_result(call, problem))
+            plan.slots.append(error_result(call, problem))
             continue
         context = ToolContext(conversation_id=conversation_id, call_id=call.id,
                               tool_name=call.name, deadline=deadline)
-        runs.append(Invocation(index, call, handlers[call.name], context))
-        slots.append(None)
-    return runs, slots
+        plan.runs.append(Invocation(index, call, handlers[call.name], context, arguments))
+        plan.slots.append(None)
+    return plan
 
 
 def _unparsable(raw: str) -> bool:
@@ -184,6 +259,12 @@ def result_from_value(call: ToolCall, value: Any, *, limit: int = MAX_RESULT_CHA
         dropped = len(content) - limit
         content = content[:limit] + f"\n[truncated: {dropped} more characters]"
     return ToolResult(call_id=call.id, name=call.name, content=content)
+
+
+def timed_out(run: Invocation) -> ToolResult:
+    """The error result of a handler that overran its timeout."""
+    return error_result(run.call, f"tool {run.call.name!r} did not finish within "
+                                  f"{run.tool.timeout:g} s")
 
 
 def result_from_exception(call: ToolCall, exc: BaseException) -> ToolResult:

@@ -110,6 +110,9 @@ def run_turn(plan: TurnPlan) -> Generator[Action, Any, Response]:
     results: list[ToolResult] = []
     first_content_at: float | None = None
     tool_rounds = 0
+    repeat_rounds = 0
+    seen: dict[str, int] = {}
+    schemas = {tool.name: tool.parameters for tool in plan.tools}
     while True:
         request = ModelRequest(
             model=plan.model, system=plan.system, messages=plan.history + tuple(added),
@@ -139,12 +142,19 @@ def run_turn(plan: TurnPlan) -> Generator[Action, Any, Response]:
         calls.extend(round_calls)
         for call in round_calls:
             yield Emit(StreamChunk(type=ChunkType.TOOL_CALL, tool_call=call))
-        runs, slots = plan_calls(
-            round_calls, plan.handlers, allowed=plan.allowed_tools, blocklist=plan.blocklist,
-            conversation_id=plan.conversation_id, deadline=plan.deadline)
-        if runs:
-            ran: Sequence[ToolResult] = yield RunTools(runs)
-            for run, tool_result in zip(runs, ran, strict=True):
+        round_plan = plan_calls(
+            round_calls, plan.handlers, schemas=schemas, allowed=plan.allowed_tools,
+            blocklist=plan.blocklist, conversation_id=plan.conversation_id,
+            deadline=plan.deadline, seen=seen)
+        if round_plan.repeats:
+            repeat_rounds += 1
+            if repeat_rounds > 1:
+                raise ToolLoopLimitError(
+                    "the model kept repeating identical tool calls after being told to stop")
+        slots = round_plan.slots
+        if round_plan.runs:
+            ran: Sequence[ToolResult] = yield RunTools(round_plan.runs)
+            for run, tool_result in zip(round_plan.runs, ran, strict=True):
                 slots[run.index] = tool_result
         for slot in slots:
             assert slot is not None

@@ -118,6 +118,7 @@ def choose_provider_name(
     pack_provider: str | None,
     pack_model: str | None,
     environ: Mapping[str, str],
+    *,
     base_url: str | None = None,
 ) -> str:
     """Apply the selection order; raise :class:`ProviderNotConfiguredError` if nothing fits.
@@ -159,7 +160,8 @@ def resolve_provider(
 ) -> Binding:
     """Resolve the provider, model, endpoint and transports for a conversation."""
     env = os.environ if environ is None else environ
-    name = choose_provider_name(provider, model, pack_provider, pack_model, env, base_url)
+    name = choose_provider_name(provider, model, pack_provider, pack_model, env,
+                                base_url=base_url)
     preset = PRESETS.get(name)
     if preset is None:
         raise ProviderNotConfiguredError(
