@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from ._messages import Message, ToolCall, ToolResult, Usage
     from ._open import open, open_async
     from ._pack import Pack, PromptSpec, ToolPolicy, ToolSpec, VariableSpec, load_pack
+    from ._pending import PendingToolCall, PendingToolError
     from ._pricing import set_price
     from ._timeouts import Timeouts
     from ._tools import ToolContext
@@ -90,6 +91,8 @@ _LAZY: dict[str, str] = {
     "NotFoundError": "._errors",
     "OverloadedError": "._errors",
     "Pack": "._pack",
+    "PendingToolCall": "._pending",
+    "PendingToolError": "._pending",
     "PackError": "._errors",
     "PackNotFoundError": "._errors",
     "PackValidationError": "._errors",
@@ -153,6 +156,8 @@ __all__ = [
     "PackError",
     "PackNotFoundError",
     "PackValidationError",
+    "PendingToolCall",
+    "PendingToolError",
     "PermissionDeniedError",
     "PromptKitError",
     "PromptNotFoundError",

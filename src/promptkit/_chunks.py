@@ -8,6 +8,7 @@ from typing import Any
 
 from ._errors import PromptKitError
 from ._messages import Message, ToolCall, ToolResult, Usage
+from ._pending import PendingToolCall
 
 __all__ = ["ChunkType", "Response", "StreamChunk"]
 
@@ -23,6 +24,12 @@ class ChunkType(enum.Enum):
     """``chunk.tool_call`` is a complete call the model asked for; it runs next."""
     TOOL_RESULT = "tool_result"
     """``chunk.tool_result`` is what a tool returned (``is_error`` when it failed)."""
+    APPROVAL_REQUIRED = "approval_required"
+    """``chunk.tool_call`` needs a human decision (``chunk.text``: why); the turn ends after
+    it, with ``Response.pending_tools``: ``approve()`` / ``reject()``, then ``resume()``."""
+    CLIENT_TOOL = "client_tool"
+    """``chunk.tool_call`` is for a client-side tool: run it, ``send_tool_result()``, then
+    ``resume()``."""
     DONE = "done"
     """The turn completed; ``chunk.response`` is the full :class:`Response`. Always last."""
     ERROR = "error"
@@ -35,7 +42,8 @@ class Response:
 
     ``text`` is the final answer, ``tool_calls`` every tool call of the turn (all rounds),
     ``usage`` and ``cost`` (USD, ``None`` when the model's price is unknown) are summed over
-    the turn's rounds, never over the whole history. ``duration`` and ``time_to_first_token``
+    the turn's rounds, never over the whole history. A turn that stopped for approvals or
+    client tools lists them in ``pending_tools``. ``duration`` and ``time_to_first_token``
     are in seconds. ``messages`` are the messages the turn added to the history.
     """
 
@@ -51,6 +59,8 @@ class Response:
     model: str
     provider: str
     messages: tuple[Message, ...]
+    pending_tools: tuple[PendingToolCall, ...] = ()
+    """Held calls the turn is waiting on (approvals, client tools); empty when complete."""
 
     def __str__(self) -> str:
         return self.text

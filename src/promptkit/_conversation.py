@@ -10,8 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -19,16 +18,19 @@ from ._chunks import Response, StreamChunk
 from ._core import ConversationCore
 from ._errors import APIConnectionError, PromptKitError, TurnTimeout
 from ._messages import Message, ToolResult
+from ._pending import HeldKind, PendingToolCall, PendingToolError, check_decision
 from ._stream_base import StreamFacade, TurnRun, connection_error
 from ._timeouts import RoundClock
 from ._tools import Invocation, result_from_exception, result_from_value, timed_out
 from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, TurnPlan, run_turn
 from .providers._base import ModelRequest, RoundDecoder
+from .stores._protocol import ConflictError
 from .transport._base import ReadTimeout, SyncBody
 
 __all__ = ["Conversation", "Stream"]
 
 _MAX_TOOL_THREADS = 10
+_DECISION_ATTEMPTS = 5
 
 
 class Stream(StreamFacade):
@@ -87,7 +89,7 @@ class _SyncTurn(TurnRun):
         engine = None
         try:
             history, self.version = conversation._load()
-            self.plan = replace(self.plan, history=history)
+            self.prepare(history)
             engine = run_turn(self.plan)
             action: Any = next(engine)
             while True:
@@ -251,7 +253,62 @@ class Conversation(ConversationCore):
     @property
     def messages(self) -> list[Message]:
         """The committed history (completed turns only), oldest first."""
-        return list(self._load()[0])
+        return self._visible(self._load()[0])
+
+    # --- held tool calls: approvals and client-side tools -------------------------------
+
+    @property
+    def pending_tools(self) -> list[PendingToolCall]:
+        """The last turn's held tool calls, with the decisions taken so far."""
+        return self._pending_of(self._load()[0])
+
+    def approve(self, call_id: str, args: Mapping[str, Any] | None = None) -> None:
+        """Approve a held call, optionally with edited arguments (merged over the model's)."""
+        self._decide(call_id, "approval",
+                     self._decision(call_id, "approved", arguments=dict(args or {})))
+
+    def reject(self, call_id: str, reason: str = "") -> None:
+        """Refuse a held call; the model is told it was rejected, and why."""
+        self._decide(call_id, "approval", self._decision(call_id, "rejected", reason=reason))
+
+    def send_tool_result(self, call_id: str, result: Any) -> None:
+        """Give a client-side tool's result (anything JSON-serialisable)."""
+        self._decide(call_id, "client", self._client_result(call_id, result))
+
+    def reject_client_tool(self, call_id: str, reason: str = "") -> None:
+        """Report that a client-side tool could not or would not run."""
+        self._decide(call_id, "client", self._decision(call_id, "rejected", reason=reason))
+
+    def resume(self, *, timeout: float | None = None) -> Response:
+        """Continue a turn whose held calls are all decided; returns its Response."""
+        return self.resume_stream(timeout=timeout).until_done()
+
+    def resume_stream(self, *, timeout: float | None = None) -> Stream:
+        """The streaming form of :meth:`resume`."""
+        self._begin_turn()
+        try:
+            plan = self._plan_turn(None, timeout)
+        except BaseException:
+            self._end_turn()
+            raise
+        return Stream(self, plan)
+
+    def _decide(self, call_id: str, kind: HeldKind, record: Message) -> None:
+        """Append a decision unless another writer decided first (then refuse)."""
+        self._begin_turn()
+        try:
+            for _ in range(_DECISION_ATTEMPTS):
+                history, version = self._load()
+                check_decision(self._pending_of(history), call_id, kind)
+                try:
+                    self._store.append(self._id, [record], version)
+                    return
+                except ConflictError:
+                    continue  # someone appended meanwhile: look again
+            raise PendingToolError(f"could not record the decision on {call_id!r}: the "
+                                   "conversation kept changing")
+        finally:
+            self._end_turn()
 
     def clear(self) -> None:
         """Forget the history; variables and tools stay."""

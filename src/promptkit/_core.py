@@ -14,9 +14,17 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._errors import ConversationBusyError, ConversationClosedError
 from ._messages import Message
+from ._pending import PendingToolCall, decision_message, pending_calls, visible
 from ._retry import RetryPolicy
 from ._timeouts import Timeouts, turn_deadline
-from ._tools import DEFAULT_TOOL_TIMEOUT, RegisteredTool, ToolHandler, ToolRegistry
+from ._tools import (
+    DEFAULT_TOOL_TIMEOUT,
+    ApprovalCheck,
+    RegisteredTool,
+    ToolHandler,
+    ToolRegistry,
+    result_from_value,
+)
 from ._turn import TurnPlan
 from .providers._base import ToolDefinition
 
@@ -123,15 +131,32 @@ class ConversationCore:
     # --- tools ---------------------------------------------------------------------------
 
     def on_tool(self, name: str, handler: ToolHandler, *,
-                timeout: float | None = DEFAULT_TOOL_TIMEOUT) -> None:
+                timeout: float | None = DEFAULT_TOOL_TIMEOUT,
+                requires_approval: ApprovalCheck | bool = False) -> None:
         """Run ``handler`` when the model calls ``name``.
 
         ``handler(args)`` or ``handler(args, ctx)`` gets the argument dict (and a
         :class:`ToolContext`); a handler with named parameters (``def f(city: str)``) gets them
         as keyword arguments. It may be ``async def``. ``timeout`` (seconds, default 30) turns a
-        hung handler into an error result.
+        hung handler into an error result. ``requires_approval`` (``True``, or
+        ``check(args)`` returning truthy or a reason) holds matching calls for a human decision:
+        the turn ends with ``Response.pending_tools``; ``approve()`` / ``reject()``, then
+        ``resume()``.
         """
-        self._tools.register(name, handler, timeout=timeout)
+        self._tools.register(name, handler, timeout=timeout, approval=requires_approval)
+
+    def client_tool(self, name: str, *, description: str = "",
+                    parameters: Mapping[str, Any] | None = None) -> None:
+        """Declare ``name`` a client-side tool: the application runs it.
+
+        A call suspends the turn with a CLIENT_TOOL chunk and ``Response.pending_tools``; send
+        the outcome with ``send_tool_result()`` (or ``reject_client_tool()``), then
+        ``resume()``. The pack's schema is used when the pack declares the tool, else
+        ``parameters``.
+        """
+        schema = None if name in self._pack.tools else dict(
+            parameters or {"type": "object", "properties": {}})
+        self._tools.add(name, RegisteredTool.client_side(schema, description))
 
     def on_tools(self, handlers: Mapping[str, ToolHandler]) -> None:
         """Register several handlers at once."""
@@ -195,9 +220,11 @@ class ConversationCore:
     def _end_turn(self) -> None:
         self._turn_lock.release()
 
-    def _plan_turn(self, message: str | Message, timeout: float | None) -> TurnPlan:
-        """Render and validate everything a turn needs; raises before any network call."""
-        user = _user_message(message)
+    def _plan_turn(self, message: str | Message | None, timeout: float | None) -> TurnPlan:
+        """Render and validate everything a turn needs; raises before any network call.
+
+        ``message`` is ``None`` for a resumed turn (it continues after held tool calls)."""
+        user = None if message is None else _user_message(message)
         system = self.render_system_prompt()
         handlers = self._tools.snapshot()
         tools = self._tool_definitions(handlers)
@@ -223,6 +250,28 @@ class ConversationCore:
             deadline=turn_deadline(self._timeouts, timeout, now),
             started=now,
         )
+
+    # --- held tool calls (shared by both drivers; pure) ----------------------------------
+
+    @staticmethod
+    def _pending_of(history: tuple[Message, ...]) -> list[PendingToolCall]:
+        return pending_calls(history)[0]
+
+    @staticmethod
+    def _visible(history: tuple[Message, ...]) -> list[Message]:
+        return list(visible(history))
+
+    @staticmethod
+    def _decision(call_id: str, action: str, **data: Any) -> Message:
+        return decision_message(call_id, action, **data)
+
+    @staticmethod
+    def _client_result(call_id: str, value: Any) -> Message:
+        from ._messages import ToolCall
+
+        result = result_from_value(ToolCall(id=call_id, name=""), value)
+        return decision_message(call_id, "result", content=result.content,
+                                is_error=result.is_error)
 
     def _fork_kwargs(self) -> dict[str, Any]:
         return {

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import time
 import weakref
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._chunks import ChunkType, Response, StreamChunk
 from ._errors import APIConnectionError, PromptKitError, StreamInterruptedError, TurnTimeout
-from ._turn import TurnPlan
+from ._messages import Message
+from ._pending import PendingToolError, pending_calls, visible
+from ._turn import TurnPlan, resume_items
 
 if TYPE_CHECKING:
     from ._core import ConversationCore
@@ -60,6 +63,20 @@ class TurnRun:
         if self.response is None:
             raise RuntimeError("the stream was closed before the turn finished")
         return self.response
+
+    def prepare(self, history: tuple[Message, ...]) -> None:
+        """Complete the plan with the loaded history: a new turn must find nothing held; a
+        resumed one takes the decisions on the held calls."""
+        if self.plan.user_message is None:
+            self.plan = replace(self.plan, history=visible(history), resume=resume_items(history))
+            return
+        held, _ = pending_calls(history)
+        if held:
+            ids = ", ".join(p.call_id for p in held)
+            raise PendingToolError(
+                f"the last turn is waiting on held tool call(s) {ids}: decide them "
+                "(approve/reject, send_tool_result/reject_client_tool) and call resume()")
+        self.plan = replace(self.plan, history=visible(history))
 
     def backoff_allowed(self, seconds: float) -> None:
         """Raise TurnTimeout if waiting ``seconds`` would pass the turn's deadline."""

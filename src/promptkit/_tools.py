@@ -12,8 +12,8 @@ import inspect
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from ._messages import ToolCall, ToolResult
 
@@ -31,6 +31,9 @@ __all__ = [
 
 ToolHandler = Callable[..., Any]
 """``handler(args)`` or ``handler(args, ctx)``; may be ``async def``; returns anything JSON-able."""
+
+ApprovalCheck = Callable[[dict[str, Any]], "bool | str | None"]
+"""``check(args)``: truthy (or a reason string) holds the call for a human decision."""
 
 MAX_RESULT_CHARS = 1 << 20
 
@@ -69,10 +72,30 @@ class RegisteredTool:
     context_param: str | None = None
     schema: Mapping[str, Any] | None = None
     description: str = ""
+    approval: ApprovalCheck | bool = False
+    client: bool = False
+
+    def needs_approval(self, arguments: Mapping[str, Any]) -> str | None:
+        """Why this call must wait for a human decision, or ``None`` to run it now."""
+        if self.approval is False:
+            return None
+        if self.approval is True:
+            return "this tool requires approval"
+        verdict = self.approval(dict(arguments))
+        if not verdict:
+            return None
+        return verdict if isinstance(verdict, str) else "approval required"
 
     @classmethod
-    def of(cls, fn: ToolHandler, *, timeout: float | None = DEFAULT_TOOL_TIMEOUT
-           ) -> RegisteredTool:
+    def client_side(cls, schema: Mapping[str, Any] | None, description: str
+                    ) -> RegisteredTool:
+        """A tool the application runs itself: calls suspend the turn."""
+        return cls(_client_tool, False, False, None, schema=schema, description=description,
+                   client=True)
+
+    @classmethod
+    def of(cls, fn: ToolHandler, *, timeout: float | None = DEFAULT_TOOL_TIMEOUT,
+           approval: ApprovalCheck | bool = False) -> RegisteredTool:
         from ._tool_schema import (
             is_context_annotation,
             schema_from_signature,
@@ -91,14 +114,18 @@ class RegisteredTool:
                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             ]
         except (TypeError, ValueError):  # builtins without signatures
-            return cls(fn, False, is_async, timeout)
+            return cls(fn, False, is_async, timeout, approval=approval)
         if takes_argument_dict(fn):
             positional = [p for p in params if p.kind is not p.KEYWORD_ONLY]
-            return cls(fn, len(positional) >= 2, is_async, timeout)
+            return cls(fn, len(positional) >= 2, is_async, timeout, approval=approval)
         context = next((p.name for p in params if is_context_annotation(p.annotation)), None)
         schema, description = schema_from_signature(fn)
         return cls(fn, False, is_async, timeout, named_params=True, context_param=context,
-                   schema=schema, description=description)
+                   schema=schema, description=description, approval=approval)
+
+
+def _client_tool(*_: Any, **__: Any) -> Any:
+    raise RuntimeError("a client-side tool runs in the application, not in promptkit")
 
 
 class ToolRegistry:
@@ -109,10 +136,13 @@ class ToolRegistry:
         self._handlers: dict[str, RegisteredTool] = dict(handlers or {})
 
     def register(self, name: str, fn: ToolHandler, *,
-                 timeout: float | None = DEFAULT_TOOL_TIMEOUT) -> None:
+                 timeout: float | None = DEFAULT_TOOL_TIMEOUT,
+                 approval: ApprovalCheck | bool = False) -> None:
+        self.add(name, RegisteredTool.of(fn, timeout=timeout, approval=approval))
+
+    def add(self, name: str, entry: RegisteredTool) -> None:
         if not name or not isinstance(name, str):
             raise ValueError("tool name must be a non-empty string")
-        entry = RegisteredTool.of(fn, timeout=timeout)
         with self._lock:
             self._handlers[name] = entry
 
@@ -166,6 +196,8 @@ class RoundPlan:
     runs: list[Invocation]
     slots: list[ToolResult | None]
     repeats: int = 0
+    held: list[tuple[ToolCall, Literal["approval", "client"], str]] = field(
+        default_factory=list)
 
 
 def plan_calls(
@@ -178,11 +210,13 @@ def plan_calls(
     conversation_id: str,
     deadline: float,
     seen: dict[str, int] | None = None,
+    hold: bool = True,
 ) -> RoundPlan:
     """Check a round's calls (policy, registration, JSON, schema, repeats) and plan them.
 
     ``schemas`` maps tool names to their parameters schema; ``seen`` counts identical calls
-    (same name and arguments) across the turn's rounds and is updated in place.
+    (same name and arguments) across the turn's rounds and is updated in place. With ``hold``,
+    client-side tools and calls needing approval go to ``held`` (their slot stays ``None``).
     """
     from ._tool_schema import argument_problems, coerce_arguments
 
@@ -219,6 +253,16 @@ def plan_calls(
                            "results instead of calling it again")
         if problem is not None:
             plan.slots.append(error_result(call, problem))
+            continue
+        tool = handlers[call.name]
+        if hold and tool.client:
+            plan.held.append((call, "client", ""))
+            plan.slots.append(None)
+            continue
+        reason = tool.needs_approval(arguments) if hold else None
+        if reason is not None:
+            plan.held.append((call, "approval", reason))
+            plan.slots.append(None)
             continue
         context = ToolContext(conversation_id=conversation_id, call_id=call.id,
                               tool_name=call.name, deadline=deadline)

@@ -16,17 +16,25 @@ fails; nothing is committed then. The drivers in ``_conversation.py`` and
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._chunks import ChunkType, Response, StreamChunk
 from ._errors import PromptKitError, ToolLoopLimitError
 from ._messages import Message, ToolCall, ToolResult, Usage
+from ._pending import (
+    PendingToolCall,
+    PendingToolError,
+    held_marker,
+    pending_calls,
+    resolved_result,
+)
 from ._pricing import cost_of
 from ._retry import RetryPolicy
-from ._tools import Invocation, RegisteredTool, plan_calls
+from ._tools import Invocation, RegisteredTool, RoundPlan, plan_calls
 from .providers._base import ModelRequest, RoundResult, ToolDefinition
 
 __all__ = [
@@ -34,6 +42,7 @@ __all__ = [
     "CallModel",
     "Commit",
     "Emit",
+    "ResumeItem",
     "RoundOutcome",
     "RunTools",
     "TurnPlan",
@@ -79,6 +88,14 @@ class RoundOutcome:
     first_content_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ResumeItem:
+    """A held call being resumed: its decided result, or ``None`` to run it (approved)."""
+
+    call: ToolCall
+    result: ToolResult | None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TurnPlan:
     """Everything a turn needs, prepared by the conversation before any I/O."""
@@ -88,7 +105,8 @@ class TurnPlan:
     model: str
     system: str
     history: tuple[Message, ...]
-    user_message: Message
+    user_message: Message | None
+    resume: tuple[ResumeItem, ...] = ()
     tools: tuple[ToolDefinition, ...] = ()
     handlers: Mapping[str, RegisteredTool] = field(default_factory=dict)
     allowed_tools: frozenset[str] | None = None
@@ -104,65 +122,66 @@ class TurnPlan:
 
 def run_turn(plan: TurnPlan) -> Generator[Action, Any, Response]:
     """Run one turn; see the module docstring for the protocol."""
-    added: list[Message] = [plan.user_message]
-    usage = Usage()
-    calls: list[ToolCall] = []
-    results: list[ToolResult] = []
-    first_content_at: float | None = None
-    tool_rounds = 0
-    repeat_rounds = 0
-    seen: dict[str, int] = {}
-    schemas = {tool.name: tool.parameters for tool in plan.tools}
+    added: list[Message] = [] if plan.user_message is None else [plan.user_message]
+    state = _TurnState(plan)
+    result: RoundResult | None = None
+    if plan.resume:  # a held turn continues: the decided calls' results come first
+        yield from _resume_calls(plan, state, added)
     while True:
         request = ModelRequest(
             model=plan.model, system=plan.system, messages=plan.history + tuple(added),
             tools=plan.tools, parameters=plan.parameters,
-            tool_choice=_tool_choice(plan, tool_rounds),
+            tool_choice=_tool_choice(plan, state.tool_rounds),
         )
         outcome = yield from _call_with_retries(request, plan.retry)
-        if first_content_at is None:
-            first_content_at = outcome.first_content_at
+        if state.first_content_at is None:
+            state.first_content_at = outcome.first_content_at
         assert outcome.result is not None
         result = outcome.result
-        usage = usage + result.usage
+        state.usage = state.usage + result.usage
         message = result.message
         round_calls = message.tool_calls
         added.append(message)
         if not round_calls:
             break
-        tool_rounds += 1
-        if tool_rounds > plan.max_rounds:
+        state.tool_rounds += 1
+        if state.tool_rounds > plan.max_rounds:
             raise ToolLoopLimitError(
                 f"the model kept calling tools after {plan.max_rounds} round(s) "
                 "(tool_policy.max_rounds)")
-        if len(calls) + len(round_calls) > plan.max_tool_calls:
+        if len(state.calls) + len(round_calls) > plan.max_tool_calls:
             raise ToolLoopLimitError(
                 f"the model asked for more than {plan.max_tool_calls} tool calls in one turn "
                 "(tool_policy.max_tool_calls_per_turn)")
-        calls.extend(round_calls)
+        state.calls.extend(round_calls)
         for call in round_calls:
             yield Emit(StreamChunk(type=ChunkType.TOOL_CALL, tool_call=call))
         round_plan = plan_calls(
-            round_calls, plan.handlers, schemas=schemas, allowed=plan.allowed_tools,
+            round_calls, plan.handlers, schemas=state.schemas, allowed=plan.allowed_tools,
             blocklist=plan.blocklist, conversation_id=plan.conversation_id,
-            deadline=plan.deadline, seen=seen)
+            deadline=plan.deadline, seen=state.seen)
         if round_plan.repeats:
-            repeat_rounds += 1
-            if repeat_rounds > 1:
+            state.repeat_rounds += 1
+            if state.repeat_rounds > 1:
                 raise ToolLoopLimitError(
                     "the model kept repeating identical tool calls after being told to stop")
-        slots = round_plan.slots
-        if round_plan.runs:
-            ran: Sequence[ToolResult] = yield RunTools(round_plan.runs)
-            for run, tool_result in zip(round_plan.runs, ran, strict=True):
-                slots[run.index] = tool_result
-        for slot in slots:
-            assert slot is not None
-            results.append(slot)
-            added.append(Message(role="tool", tool_result=slot))
-            yield Emit(StreamChunk(type=ChunkType.TOOL_RESULT, tool_result=slot))
+        if round_plan.held:  # mark the message before its results follow it
+            added[-1] = replace(message, extra={**message.extra,
+                                                **held_marker(round_plan.held)})
+        yield from _run_and_record(round_plan, state, added)
+        if round_plan.held:
+            for call, kind, reason in round_plan.held:
+                chunk_type = ChunkType.APPROVAL_REQUIRED if kind == "approval" \
+                    else ChunkType.CLIENT_TOOL
+                yield Emit(StreamChunk(type=chunk_type, tool_call=call, text=reason))
+            state.pending = tuple(
+                PendingToolCall(call_id=call.id, name=call.name, arguments=call.arguments,
+                                kind=kind, reason=reason)
+                for call, kind, reason in round_plan.held)
+            break
 
-    final = added[-1]
+    assert result is not None
+    final = added[-1] if added[-1].role == "assistant" else result.message
     model = result.model or plan.model
     turn_messages = tuple(added)
     yield Commit(turn_messages)
@@ -170,17 +189,78 @@ def run_turn(plan: TurnPlan) -> Generator[Action, Any, Response]:
     return Response(
         text=final.text,
         message=final,
-        usage=usage,
-        cost=cost_of(model, usage),
+        usage=state.usage,
+        cost=cost_of(model, state.usage),
         finish_reason=result.finish_reason,
-        tool_calls=tuple(calls),
-        tool_results=tuple(results),
+        tool_calls=tuple(state.calls),
+        tool_results=tuple(state.results),
         duration=now - plan.started,
-        time_to_first_token=None if first_content_at is None else first_content_at - plan.started,
+        time_to_first_token=None if state.first_content_at is None
+        else state.first_content_at - plan.started,
         model=model,
         provider=plan.provider,
         messages=turn_messages,
+        pending_tools=state.pending,
     )
+
+
+@dataclass(slots=True)
+class _TurnState:
+    """What a turn accumulates across its rounds."""
+
+    plan: TurnPlan
+    usage: Usage = field(default_factory=Usage)
+    calls: list[ToolCall] = field(default_factory=list)
+    results: list[ToolResult] = field(default_factory=list)
+    first_content_at: float | None = None
+    tool_rounds: int = 0
+    repeat_rounds: int = 0
+    seen: dict[str, int] = field(default_factory=dict)
+    pending: tuple[PendingToolCall, ...] = ()
+
+    @property
+    def schemas(self) -> dict[str, Mapping[str, Any]]:
+        return {tool.name: tool.parameters for tool in self.plan.tools}
+
+
+def _run_and_record(round_plan: RoundPlan, state: _TurnState, added: list[Message]
+                    ) -> Generator[Action, Any, None]:
+    """Run a round's invocations, then record and emit every result in call order."""
+    slots = round_plan.slots
+    if round_plan.runs:
+        ran: Sequence[ToolResult] = yield RunTools(round_plan.runs)
+        for run, tool_result in zip(round_plan.runs, ran, strict=True):
+            slots[run.index] = tool_result
+    for slot in slots:
+        if slot is None:  # a held call: its result comes with resume()
+            continue
+        state.results.append(slot)
+        added.append(Message(role="tool", tool_result=slot))
+        yield Emit(StreamChunk(type=ChunkType.TOOL_RESULT, tool_result=slot))
+
+
+def _resume_calls(plan: TurnPlan, state: _TurnState, added: list[Message]
+                  ) -> Generator[Action, Any, None]:
+    """Turn the decisions on held calls into tool results (running the approved ones)."""
+    to_run = [item.call for item in plan.resume if item.result is None]
+    round_plan = plan_calls(
+        to_run, plan.handlers, schemas=state.schemas, allowed=plan.allowed_tools,
+        blocklist=plan.blocklist, conversation_id=plan.conversation_id,
+        deadline=plan.deadline, hold=False)
+    decided = iter(round_plan.slots)
+    slots: list[ToolResult | None] = []
+    runs = []
+    for item in plan.resume:
+        if item.result is not None:
+            slots.append(item.result)
+            continue
+        slot = next(decided)
+        if slot is None:
+            run = next(r for r in round_plan.runs if r.call is item.call)
+            runs.append(replace(run, index=len(slots)))
+        slots.append(slot)
+    state.calls.extend(item.call for item in plan.resume)
+    yield from _run_and_record(RoundPlan(runs, slots), state, added)
 
 
 def _tool_choice(plan: TurnPlan, tool_rounds: int) -> str | None:
@@ -208,3 +288,24 @@ def _call_with_retries(
             raise outcome.error
         attempt += 1
         yield Backoff(delay)
+
+
+def resume_items(history: Sequence[Message]) -> tuple[ResumeItem, ...]:
+    """What ``resume()`` feeds the engine: every held call of the last turn with its decision.
+
+    Raises :class:`PendingToolError` when nothing is held or a held call is still undecided.
+    """
+    pending, decisions = pending_calls(history)
+    if not pending:
+        raise PendingToolError("nothing to resume: the conversation holds no tool calls")
+    undecided = [p.call_id for p in pending if p.decision is None]
+    if undecided:
+        raise PendingToolError(f"still waiting on held tool call(s): {', '.join(undecided)}")
+    items = []
+    for held in pending:
+        decision = decisions[held.call_id]
+        arguments = {**held.arguments, **dict(decision.get("arguments") or {})}
+        call = ToolCall(id=held.call_id, name=held.name, arguments=arguments,
+                        raw_arguments=json.dumps(arguments))
+        items.append(ResumeItem(call, resolved_result(held, decision)))
+    return tuple(items)

@@ -11,7 +11,9 @@ on a 400, a context overflow a ``ContextLengthError``, ``model_not_found`` on a 
 default (rate limit, overloaded, server errors), plus 408 and 409 (``BadRequestError`` with
 ``retryable=True``, as the official SDKs retry them); an exhausted quota or spend limit is a
 ``RateLimitError`` that is not retryable; an ``x-should-retry: true|false`` header overrides
-everything.
+everything. A Google ``CANCELLED`` status (HTTP 499) is a ``ServerError``: the request was
+fine. The wait hint comes from the ``retry-after-ms`` / ``retry-after`` headers, else from the
+body (Google's ``RetryInfo.retryDelay``, see :func:`google_error_details`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ __all__ = [
     "extract_error_fields",
     "fallback_message",
     "get_header",
+    "google_error_details",
     "is_quota_exhausted",
+    "parse_duration",
     "parse_retry_after",
 ]
 
@@ -186,6 +190,8 @@ def classify(status: int | None, *, code: str | None = None, error_type: str | N
             if cls is not None:
                 return cls
         return default
+    if status in (None, 499) and "cancelled" in tokens:
+        return ServerError
     if status == 400 and "model_not_found" in tokens:
         return NotFoundError
     if status >= 500 and any(t in _OVERLOADED_TOKENS for t in tokens):
@@ -204,13 +210,14 @@ def build_status_error(
     error_type: str | None = None,
     request_id: str | None = None,
     retryable: bool | None = None,
+    retry_after: float | None = None,
     default: type[APIStatusError] = ServerError,
 ) -> APIStatusError:
     """Build the error for a provider's error reply or in-band error event.
 
     ``retryable`` forces the decision (a dialect that knows better); otherwise it follows the
     rules in the module docstring. ``request_id`` defaults to the ``x-request-id`` or
-    ``request-id`` header.
+    ``request-id`` header. ``retry_after`` is a wait hint found in the body; a header wins.
     """
     cls = classify(status, code=code, error_type=error_type, message=message, default=default)
     if retryable is None:
@@ -218,12 +225,13 @@ def build_status_error(
             retryable = True
         elif cls is RateLimitError and is_quota_exhausted(code, error_type, message):
             retryable = False
-    retry_after = None
     if headers:
         should_retry = get_header(headers, "x-should-retry")
         if should_retry is not None and should_retry.strip().lower() in ("true", "false"):
             retryable = should_retry.strip().lower() == "true"
-        retry_after = parse_retry_after(headers)
+        from_header = parse_retry_after(headers)
+        if from_header is not None:
+            retry_after = from_header
         if request_id is None:
             for name in _REQUEST_ID_HEADERS:
                 request_id = get_header(headers, name)
@@ -262,6 +270,39 @@ def extract_error_fields(payload: Any) -> tuple[str, str | None, str | None, int
         text = json.dumps(message, ensure_ascii=False)
     return (text, raw_code if isinstance(raw_code, str) else None,
             raw_type if isinstance(raw_type, str) else None, numeric)
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds in a protobuf JSON duration such as ``"34.4s"`` (``None`` if not one)."""
+    if not isinstance(value, str) or not value.endswith("s"):
+        return None
+    return _non_negative(value[:-1])
+
+
+def google_error_details(error: Any) -> tuple[str | None, float | None, bool]:
+    """``(reason, retry_delay, quota_exhausted)`` from a Google error object's ``details``.
+
+    ``reason`` is the first ``ErrorInfo.reason`` (e.g. ``API_KEY_INVALID``), ``retry_delay``
+    the ``RetryInfo.retryDelay`` in seconds, and ``quota_exhausted`` is true when a quota
+    limit of ``"0"`` is reported (no quota at all: waiting will not help).
+    """
+    reason: str | None = None
+    delay: float | None = None
+    exhausted = False
+    details = error.get("details") if isinstance(error, dict) else None
+    for item in details if isinstance(details, list) else ():
+        if not isinstance(item, dict):
+            continue
+        kind = str(item.get("@type", ""))
+        if kind.endswith("ErrorInfo"):
+            if reason is None and isinstance(item.get("reason"), str):
+                reason = item["reason"]
+            metadata = item.get("metadata")
+            if isinstance(metadata, dict) and str(metadata.get("quota_limit_value")) == "0":
+                exhausted = True
+        elif kind.endswith("RetryInfo"):
+            delay = parse_duration(item.get("retryDelay"))
+    return reason, delay, exhausted
 
 
 def fallback_message(status: int, body: bytes) -> str:
