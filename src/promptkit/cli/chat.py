@@ -8,6 +8,7 @@ keeps the conversation; Ctrl-C or Ctrl-D at the prompt (or ``/exit``) leaves.
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import TYPE_CHECKING
 
 from .._chunks import ChunkType, Response
@@ -15,9 +16,11 @@ from .._errors import PromptKitError
 from ._session import open_from_args, report_error
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.console import Console
 
-    from .._conversation import Conversation
+    from .._conversation import Stream
 
 __all__ = ["run_chat"]
 
@@ -69,17 +72,17 @@ def run_chat(args: argparse.Namespace) -> int:
                 conversation.clear()
                 console.print("[dim]history cleared[/]")
                 continue
-            _answer(console, conversation, message, args.timeout)
+            _answer(console, functools.partial(conversation.stream, message,
+                                               timeout=args.timeout))
 
 
-def _answer(console: Console, conversation: Conversation, message: str,
-            timeout: float | None) -> None:
+def _answer(console: Console, start: Callable[[], Stream]) -> Response | None:
     """Stream one answer; Ctrl-C stops it and keeps the conversation usable."""
     try:
-        stream = conversation.stream(message, timeout=timeout)
+        stream = start()
     except PromptKitError as exc:
         console.print(f"[red]{type(exc).__name__}: {exc}[/]")
-        return
+        return None
     status = console.status("thinking…", spinner="dots")
     status.start()
     spinning = True
@@ -92,6 +95,8 @@ def _answer(console: Console, conversation: Conversation, message: str,
                     console.print("[bold green]ai›[/] ", end="")
                 if chunk.type is ChunkType.TEXT:
                     console.out(chunk.text, end="", highlight=False)
+                elif chunk.type is ChunkType.THINKING:
+                    console.out(chunk.text, end="", style="dim italic", highlight=False)
                 elif chunk.type is ChunkType.TOOL_CALL and chunk.tool_call is not None:
                     call = chunk.tool_call
                     shown = call.raw_arguments or call.arguments
@@ -109,6 +114,8 @@ def _answer(console: Console, conversation: Conversation, message: str,
                     console.print(f"\n[red]{type(chunk.error).__name__}: {chunk.error}[/]")
     except KeyboardInterrupt:
         console.print("\n[yellow]stopped — this answer is not kept; the conversation goes on[/]")
+        return None
     finally:
         if spinning:
             status.stop()
+    return stream.response
