@@ -263,3 +263,14 @@ def test_blocklisted_and_unlisted_tools_are_refused(driver: Driver) -> None:
     blocked, unlisted = response.tool_results
     assert blocked.is_error and "blocked" in blocked.content
     assert unlisted.is_error and "not available" in unlisted.content
+
+
+def test_http_tools_register_through_on_tool_http(driver: Driver) -> None:
+    conv = open_mock(driver, call_turns(("get_weather", {"city": "Paris"})))
+    with pytest.raises(TypeError):
+        conv.on_tool_http("get_weather", lambda args: "not an HTTPTool")
+    with pytest.raises(promptkit.HTTPToolRefusedError):
+        promptkit.HTTPTool("http://169.254.169.254/latest/meta-data")
+    conv.on_tool_http("get_weather", promptkit.HTTPTool("http://localhost:9/weather"))
+    result = driver.send(conv, "weather?").tool_results[0]
+    assert result.is_error and "loopback" in result.content  # refused before connecting

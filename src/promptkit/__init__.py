@@ -59,6 +59,7 @@ if TYPE_CHECKING:
         ValidationIssue,
         VariableError,
     )
+    from ._http_tool import HTTPTool, HTTPToolError, HTTPToolRefusedError, HTTPToolTimeoutError
     from ._messages import Message, ToolCall, ToolResult, Usage
     from ._open import open, open_async
     from ._pack import Pack, PromptSpec, ToolPolicy, ToolSpec, VariableSpec, load_pack
@@ -84,6 +85,10 @@ _LAZY: dict[str, str] = {
     "ConversationClosedError": "._errors",
     "ConversationNotFoundError": "._errors",
     "FirstTokenTimeout": "._errors",
+    "HTTPTool": "._http_tool",
+    "HTTPToolError": "._http_tool",
+    "HTTPToolRefusedError": "._http_tool",
+    "HTTPToolTimeoutError": "._http_tool",
     "IdleTimeout": "._errors",
     "InvalidVariableError": "._errors",
     "Message": "._messages",
@@ -146,6 +151,10 @@ __all__ = [
     "ConversationClosedError",
     "ConversationNotFoundError",
     "FirstTokenTimeout",
+    "HTTPTool",
+    "HTTPToolError",
+    "HTTPToolRefusedError",
+    "HTTPToolTimeoutError",
     "IdleTimeout",
     "InvalidVariableError",
     "Message",

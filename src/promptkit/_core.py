@@ -29,6 +29,7 @@ from ._turn import TurnPlan
 from .providers._base import ToolDefinition
 
 if TYPE_CHECKING:
+    from ._http_tool import HTTPTool
     from ._pack import Pack, PromptSpec
     from ._variables import VariableSet
     from .providers._select import Binding
@@ -144,6 +145,17 @@ class ConversationCore:
         ``resume()``.
         """
         self._tools.register(name, handler, timeout=timeout, approval=requires_approval)
+
+    def on_tool_http(self, name: str, tool: HTTPTool) -> None:
+        """Call ``tool``, an SSRF-guarded :class:`HTTPTool`, when the model calls ``name``.
+
+            conv.on_tool_http("stock_price", promptkit.HTTPTool("https://api.example.com/{ticker}"))
+        """
+        from ._http_tool import HTTPTool
+
+        if not isinstance(tool, HTTPTool):
+            raise TypeError(f"on_tool_http needs a promptkit.HTTPTool, not {type(tool).__name__}")
+        self._tools.register(name, tool, timeout=tool.timeout + 5.0)  # its own timeout first
 
     def client_tool(self, name: str, *, description: str = "",
                     parameters: Mapping[str, Any] | None = None) -> None:
