@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         VariableError,
     )
     from ._http_tool import HTTPTool, HTTPToolError, HTTPToolRefusedError, HTTPToolTimeoutError
+    from ._mcp import MCPError, MCPServer, MCPServerError, MCPTimeoutError, MCPToolError
     from ._messages import Message, ToolCall, ToolResult, Usage
     from ._open import open, open_async
     from ._pack import Pack, PromptSpec, ToolPolicy, ToolSpec, VariableSpec, load_pack
@@ -91,6 +92,11 @@ _LAZY: dict[str, str] = {
     "HTTPToolTimeoutError": "._http_tool",
     "IdleTimeout": "._errors",
     "InvalidVariableError": "._errors",
+    "MCPError": "._mcp",
+    "MCPServer": "._mcp",
+    "MCPServerError": "._mcp",
+    "MCPTimeoutError": "._mcp",
+    "MCPToolError": "._mcp",
     "Message": "._messages",
     "MissingVariableError": "._errors",
     "NotFoundError": "._errors",
@@ -157,6 +163,11 @@ __all__ = [
     "HTTPToolTimeoutError",
     "IdleTimeout",
     "InvalidVariableError",
+    "MCPError",
+    "MCPServer",
+    "MCPServerError",
+    "MCPTimeoutError",
+    "MCPToolError",
     "Message",
     "MissingVariableError",
     "NotFoundError",

@@ -370,8 +370,11 @@ class AsyncConversation(ConversationCore):
         return AsyncConversation(**kwargs)
 
     async def aclose(self) -> None:
-        """Close the conversation; later turns raise ConversationClosedError. Idempotent."""
+        """Close the conversation (and stop its MCP servers); later turns raise
+        ConversationClosedError. Idempotent."""
         self._closed = True
+        if self._mcp_servers:
+            await asyncio.to_thread(self._release_mcp_servers)
 
     async def close(self) -> None:
         """Alias of :meth:`aclose`."""

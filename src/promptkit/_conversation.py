@@ -325,8 +325,10 @@ class Conversation(ConversationCore):
         return Conversation(**kwargs)
 
     def close(self) -> None:
-        """Close the conversation; later turns raise ConversationClosedError. Idempotent."""
+        """Close the conversation (and stop its MCP servers); later turns raise
+        ConversationClosedError. Idempotent."""
         self._closed = True
+        self._release_mcp_servers()
 
     def __enter__(self) -> Conversation:
         return self

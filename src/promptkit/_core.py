@@ -6,10 +6,11 @@ No I/O happens here (apart from the in-memory store calls of the sync side); the
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._errors import ConversationBusyError, ConversationClosedError
@@ -30,6 +31,7 @@ from .providers._base import ToolDefinition
 
 if TYPE_CHECKING:
     from ._http_tool import HTTPTool
+    from ._mcp import MCPServer
     from ._pack import Pack, PromptSpec
     from ._variables import VariableSet
     from .providers._select import Binding
@@ -54,6 +56,7 @@ class ConversationCore:
         timeouts: Timeouts,
         max_retries: int,
         tools: ToolRegistry | None = None,
+        mcp_servers: Sequence[MCPServer] = (),
     ) -> None:
         self._pack = pack
         self._prompt = prompt
@@ -63,6 +66,7 @@ class ConversationCore:
         self._id = conversation_id or uuid.uuid4().hex
         self._timeouts = timeouts
         self._retry = RetryPolicy(max_retries=max_retries)
+        self._mcp_servers: list[MCPServer] = list(mcp_servers)
         self._tools = tools if tools is not None else ToolRegistry()
         self._template = _compile(prompt.system_template)
         self._turn_lock = threading.Lock()
@@ -156,6 +160,37 @@ class ConversationCore:
         if not isinstance(tool, HTTPTool):
             raise TypeError(f"on_tool_http needs a promptkit.HTTPTool, not {type(tool).__name__}")
         self._tools.register(name, tool, timeout=tool.timeout + 5.0)  # its own timeout first
+
+    def add_mcp_server(self, command: Sequence[str], *, name: str | None = None,
+                       env: Mapping[str, str] | None = None,
+                       cwd: str | os.PathLike[str] | None = None,
+                       allowed_tools: Sequence[str] | None = None,
+                       timeout: float = 30.0) -> MCPServer:
+        """Start a stdio MCP server and offer its tools as ``mcp__<server>__<tool>``.
+
+        Needs ``pip install 'promptkit-sdk[mcp]'``; blocks while the server starts. The server
+        gets a minimal environment plus ``env`` (never this process's API keys); ``timeout``
+        bounds each call. It stops when the conversation closes; forks share it (the last one
+        to close stops it).
+        """
+        from ._mcp import MCPServer
+
+        if self._closed:
+            raise ConversationClosedError(f"conversation {self._id!r} is closed")
+        server = MCPServer(command, name=name, env=env, cwd=cwd,
+                           allowed_tools=allowed_tools, timeout=timeout)
+        if any(s.name == server.name for s in self._mcp_servers):
+            raise ValueError(f"an MCP server named {server.name!r} was already added; pass name=")
+        server.start()
+        for tool_name, entry in server.registered_tools():
+            self._tools.add(tool_name, entry)
+        self._mcp_servers.append(server)
+        return server
+
+    def _release_mcp_servers(self) -> None:
+        servers, self._mcp_servers = self._mcp_servers, []
+        for server in servers:
+            server.release()
 
     def client_tool(self, name: str, *, description: str = "",
                     parameters: Mapping[str, Any] | None = None) -> None:
@@ -292,6 +327,7 @@ class ConversationCore:
             "conversation_id": f"{self._id}-fork-{uuid.uuid4().hex[:8]}",
             "timeouts": self._timeouts, "max_retries": self._retry.max_retries,
             "tools": self._tools.copy(),
+            "mcp_servers": [server.retain() for server in self._mcp_servers],
         }
 
 
