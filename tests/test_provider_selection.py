@@ -95,7 +95,7 @@ def test_pack_model_only_infers_the_provider(tmp_path: Path) -> None:
     assert (conv.provider, conv.model) == ("ollama", "llama3.2:1b")
     assert conv._binding.dialect.build_request(
         promptkit.providers._base.ModelRequest(model="m", system="", messages=())
-    ).url == "http://localhost:11434/v1/chat/completions"
+    ).url == "http://localhost:11434/api/chat"
 
 
 def test_ollama_host_without_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,7 +104,7 @@ def test_ollama_host_without_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
     assert binding.provider == "ollama"
     request = binding.dialect.build_request(
         promptkit.providers._base.ModelRequest(model="m", system="", messages=()))
-    assert request.url == "http://127.0.0.1:11500/v1/chat/completions"
+    assert request.url == "http://127.0.0.1:11500/api/chat"
     assert "authorization" not in {k.lower() for k in request.headers}
 
 

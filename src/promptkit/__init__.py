@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from ._pack import Pack, PromptSpec, ToolPolicy, ToolSpec, VariableSpec, load_pack
     from ._pending import PendingToolCall, PendingToolError
     from ._pricing import set_price
+    from ._resume import PackMismatchError, PackVersionWarning, resume, resume_async
     from ._timeouts import Timeouts
     from ._tools import ToolContext
 
@@ -102,6 +103,8 @@ _LAZY: dict[str, str] = {
     "NotFoundError": "._errors",
     "OverloadedError": "._errors",
     "Pack": "._pack",
+    "PackMismatchError": "._resume",
+    "PackVersionWarning": "._resume",
     "PendingToolCall": "._pending",
     "PendingToolError": "._pending",
     "PackError": "._errors",
@@ -137,6 +140,8 @@ _LAZY: dict[str, str] = {
     "VariableError": "._errors",
     "VariableSpec": "._pack",
     "load_pack": "._pack",
+    "resume": "._resume",
+    "resume_async": "._resume",
     "open": "._open",
     "open_async": "._open",
     "set_price": "._pricing",
@@ -174,8 +179,10 @@ __all__ = [
     "OverloadedError",
     "Pack",
     "PackError",
+    "PackMismatchError",
     "PackNotFoundError",
     "PackValidationError",
+    "PackVersionWarning",
     "PendingToolCall",
     "PendingToolError",
     "PermissionDeniedError",
@@ -211,6 +218,8 @@ __all__ = [
     "load_pack",
     "open",
     "open_async",
+    "resume",
+    "resume_async",
     "set_price",
 ]
 

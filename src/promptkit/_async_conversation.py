@@ -32,6 +32,7 @@ __all__ = ["AsyncConversation", "AsyncStream"]
 
 _MAX_CONCURRENT_TOOLS = 10
 _DECISION_ATTEMPTS = 5
+_CONFLICT_ATTEMPTS = 5
 
 
 class _Watchdog:
@@ -277,8 +278,19 @@ class AsyncConversation(ConversationCore):
     """
 
     async def send(self, message: str | Message, *, timeout: float | None = None) -> Response:
-        """Run one turn and return its Response; raises the turn's error if it fails."""
-        return await self.stream(message, timeout=timeout).until_done()
+        """Run one turn and return its Response; raises the turn's error if it fails.
+
+        With ``on_conflict="reload"`` a turn that lost a race with another writer of the same
+        conversation (ConflictError) is run again on the reloaded history.
+        """
+        attempts = _CONFLICT_ATTEMPTS if self._on_conflict == "reload" else 1
+        for attempt in range(attempts):
+            try:
+                return await self.stream(message, timeout=timeout).until_done()
+            except ConflictError:
+                if attempt + 1 == attempts:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def stream(self, message: str | Message, *, timeout: float | None = None) -> AsyncStream:
         """Start one turn and return its :class:`AsyncStream` of chunks.

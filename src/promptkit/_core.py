@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ._errors import ConversationBusyError, ConversationClosedError
 from ._messages import Message
@@ -57,6 +57,7 @@ class ConversationCore:
         max_retries: int,
         tools: ToolRegistry | None = None,
         mcp_servers: Sequence[MCPServer] = (),
+        on_conflict: Literal["raise", "reload"] = "raise",
     ) -> None:
         self._pack = pack
         self._prompt = prompt
@@ -67,6 +68,9 @@ class ConversationCore:
         self._timeouts = timeouts
         self._retry = RetryPolicy(max_retries=max_retries)
         self._mcp_servers: list[MCPServer] = list(mcp_servers)
+        if on_conflict not in ("raise", "reload"):
+            raise ValueError(f"on_conflict must be 'raise' or 'reload', not {on_conflict!r}")
+        self._on_conflict = on_conflict
         self._tools = tools if tools is not None else ToolRegistry()
         self._template = _compile(prompt.system_template)
         self._turn_lock = threading.Lock()
@@ -321,11 +325,18 @@ class ConversationCore:
                                 is_error=result.is_error)
 
     def _fork_kwargs(self) -> dict[str, Any]:
+        from ._resume import MetadataBinding
+
+        conversation_id = uuid.uuid4().hex  # unique, and short however deep forks nest
+        variables = self._variables.copy()
+        store = self._store
+        if isinstance(store, MetadataBinding):  # the fork saves its own variables
+            store = store.rebind(conversation_id, variables)
         return {
             "pack": self._pack, "prompt": self._prompt, "binding": self._binding,
-            "variables": self._variables.copy(), "store": self._store,
-            "conversation_id": f"{self._id}-fork-{uuid.uuid4().hex[:8]}",
+            "variables": variables, "store": store, "conversation_id": conversation_id,
             "timeouts": self._timeouts, "max_retries": self._retry.max_retries,
+            "on_conflict": self._on_conflict,
             "tools": self._tools.copy(),
             "mcp_servers": [server.retain() for server in self._mcp_servers],
         }

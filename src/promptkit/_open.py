@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._timeouts import Timeouts
 
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
     from ._pack import Pack
 
 __all__ = ["open", "open_async"]
-
 
 
 def _conversation_kwargs(
@@ -31,9 +31,13 @@ def _conversation_kwargs(
     timeouts: Timeouts | None,
     max_retries: int,
     mock_responses: Any,
+    api: str | None = None,
+    on_conflict: str = "raise",
 ) -> dict[str, Any]:
+    from ._resume import MetadataBinding, accepts_metadata
     from ._variables import VariableSet
     from .providers._select import resolve_provider
+    from .stores._protocol import check_conversation_id
     from .stores.memory import MemoryStore
 
     spec = pack.prompt(prompt)
@@ -43,14 +47,23 @@ def _conversation_kwargs(
     binding = resolve_provider(
         provider=provider, model=model, api_key=api_key, base_url=base_url,
         pack_provider=hint.name if hint else None, pack_model=hint.model if hint else None,
-        mock_responses=mock_responses,
+        mock_responses=mock_responses, api=api,
     )
     values = VariableSet(spec.variables, dict(variables or {}))
+    if conversation_id is not None:
+        check_conversation_id(conversation_id)
+    if store is None:
+        store = MemoryStore()
+    elif accepts_metadata(store):
+        # A store the caller shares: save pack, prompt and variables with every turn, so the
+        # conversation can be resumed (promptkit.resume) and listed.
+        conversation_id = conversation_id or uuid.uuid4().hex
+        store = MetadataBinding(store, conversation_id=conversation_id, pack=pack, prompt=spec,
+                                variables=values)
     return {
         "pack": pack, "prompt": spec, "binding": binding, "variables": values,
-        "store": store if store is not None else MemoryStore(),
-        "conversation_id": conversation_id, "timeouts": timeouts or Timeouts(),
-        "max_retries": max_retries,
+        "store": store, "conversation_id": conversation_id, "timeouts": timeouts or Timeouts(),
+        "max_retries": max_retries, "on_conflict": on_conflict,
     }
 
 
@@ -74,6 +87,8 @@ def open(
     timeouts: Timeouts | None = None,
     max_retries: int = 2,
     mock_responses: Any = None,
+    api: str | None = None,
+    on_conflict: Literal["raise", "reload"] = "raise",
 ) -> Conversation:
     """Open a conversation with prompt ``prompt`` of the pack at ``pack`` (a path or a Pack).
 
@@ -81,6 +96,7 @@ def open(
     model-name prefix, else the environment (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``,
     ``GEMINI_API_KEY``/``GOOGLE_API_KEY``, ``OLLAMA_HOST``). ``provider="mock"`` runs offline
     (``mock_responses=`` takes a PromptKit mock-responses YAML/JSON path or mapping).
+    ``api="responses"`` talks to OpenAI's Responses API instead of Chat Completions.
 
         conv = promptkit.open("hello.pack.json", "chat", variables={"user_name": "Ada"})
     """
@@ -89,7 +105,8 @@ def open(
     return Conversation(**_conversation_kwargs(
         _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,
         base_url=base_url, variables=variables, store=store, conversation_id=conversation_id,
-        timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses))
+        timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses,
+        api=api, on_conflict=on_conflict))
 
 
 def open_async(
@@ -106,6 +123,8 @@ def open_async(
     timeouts: Timeouts | None = None,
     max_retries: int = 2,
     mock_responses: Any = None,
+    api: str | None = None,
+    on_conflict: Literal["raise", "reload"] = "raise",
 ) -> AsyncConversation:
     """The asyncio twin of :func:`open`; use with ``async with``.
 
@@ -116,4 +135,5 @@ def open_async(
     return AsyncConversation(**_conversation_kwargs(
         _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,
         base_url=base_url, variables=variables, store=store, conversation_id=conversation_id,
-        timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses))
+        timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses,
+        api=api, on_conflict=on_conflict))

@@ -215,6 +215,19 @@ class Pack:
 
         return open_async(self, prompt, **options)
 
+    def resume(self, conversation_id: str, prompt: str, **options: Any) -> Conversation:
+        """Continue a stored conversation with one of this pack's prompts (promptkit.resume)."""
+        from ._resume import resume
+
+        return resume(conversation_id, self, prompt, **options)
+
+    async def resume_async(self, conversation_id: str, prompt: str,
+                           **options: Any) -> AsyncConversation:
+        """The asyncio twin of :meth:`resume`."""
+        from ._resume import resume_async
+
+        return await resume_async(conversation_id, self, prompt, **options)
+
 
 # --- loading ---------------------------------------------------------------------------------
 

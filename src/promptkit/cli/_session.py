@@ -38,8 +38,13 @@ def open_from_args(args: argparse.Namespace, *, notice: Callable[[str], None],
     options = {"model": args.model, "base_url": args.base_url, "variables": variables,
                "mock_responses": mock_responses, "api_key": _key_from_env(args.api_key_env)}
     pack = promptkit.load_pack(args.pack)
+    opener = promptkit.open
+    if getattr(args, "session", None):
+        from .sessions import session_opener
+
+        opener = session_opener(args.session, notice)
     try:
-        conversation = promptkit.open(pack, args.prompt, provider=provider, **options)
+        conversation = opener(pack, args.prompt, provider=provider, **options)
     except ProviderNotConfiguredError:
         if provider is not None:
             raise
@@ -47,7 +52,7 @@ def open_from_args(args: argparse.Namespace, *, notice: Callable[[str], None],
         pacing = {"delay": 0.02, "first_delay": 0.3}
         options["mock_responses"] = mock_responses or pacing
         options["model"] = None  # the mock's own model name: no real model's prices
-        conversation = promptkit.open(pack, args.prompt, provider="mock", **options)
+        conversation = opener(pack, args.prompt, provider="mock", **options)
     if ask is not None:
         _ask_missing(conversation, ask)
     return conversation

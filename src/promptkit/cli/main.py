@@ -27,6 +27,8 @@ def _add_conversation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mock-responses", metavar="FILE",
                         help="PromptKit mock-responses YAML/JSON for --provider mock")
     parser.add_argument("--timeout", type=float, help="deadline for each turn, in seconds")
+    parser.add_argument("--session", metavar="NAME",
+                        help="continue the saved chat NAME, or start it (see `sessions`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", help="show a pack's prompts, variables and tools")
     inspect.add_argument("pack")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
+
+    from .sessions import add_parser as add_sessions
+
+    add_sessions(commands)
     return parser
 
 
@@ -77,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .inspect import run_inspect
 
         return run_inspect(args.pack, as_json=args.json)
+    if args.command == "sessions":
+        from .sessions import run_sessions
+
+        return run_sessions(args)
     if args.command == "send":
         from .send import run_send
 

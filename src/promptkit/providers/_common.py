@@ -24,6 +24,7 @@ __all__ = [
     "int_of",
     "protocol_error",
     "stop_sequences",
+    "text_of",
     "thinking_chunk",
     "tool_call",
     "tool_result_value",
@@ -42,6 +43,14 @@ def thinking_chunk(text: str) -> StreamChunk:
     chunk = text_chunk(text)
     _set_type(chunk, _THINKING)
     return chunk
+
+
+def text_of(value: Any) -> str:
+    """``value`` when it is a string; anything else is a wrong JSON type (``TypeError``,
+    which decoders report as a :class:`StreamProtocolError`)."""
+    if type(value) is not str:
+        raise TypeError("expected a string")
+    return value
 
 
 def dumps(value: Any) -> str:

@@ -33,6 +33,8 @@ class Preset:
     default_model: str = ""
     key_required: bool = True
     base_url_suffix: str = ""
+    #: how the key is sent: ``"bearer"`` (Authorization header) or a header name (``api-key``)
+    auth: str = "bearer"
 
 
 PRESETS: dict[str, Preset] = {
@@ -41,17 +43,18 @@ PRESETS: dict[str, Preset] = {
         Preset(name="openai", dialect="openai_chat", base_url="https://api.openai.com/v1",
                key_env=("OPENAI_API_KEY",), base_url_env=("OPENAI_BASE_URL",),
                default_model="gpt-4o-mini"),
-        # Until the native dialects land, these reach the providers' OpenAI-compatible endpoints.
-        Preset(name="anthropic", dialect="openai_chat", base_url="https://api.anthropic.com/v1",
+        Preset(name="anthropic", dialect="anthropic", base_url="https://api.anthropic.com",
                key_env=("ANTHROPIC_API_KEY",), base_url_env=("ANTHROPIC_BASE_URL",),
                default_model="claude-sonnet-4-5"),
-        Preset(name="gemini", dialect="openai_chat",
-               base_url="https://generativelanguage.googleapis.com/v1beta/openai",
+        Preset(name="gemini", dialect="gemini",
+               base_url="https://generativelanguage.googleapis.com/v1beta",
                key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"), base_url_env=("GEMINI_BASE_URL",),
                default_model="gemini-2.5-flash"),
-        Preset(name="ollama", dialect="openai_chat", base_url="http://localhost:11434",
-               base_url_env=("OLLAMA_HOST",), default_model="llama3.2", key_required=False,
-               base_url_suffix="/v1"),
+        Preset(name="ollama", dialect="ollama", base_url="http://localhost:11434",
+               base_url_env=("OLLAMA_HOST",), default_model="llama3.2", key_required=False),
+        Preset(name="azure", dialect="openai_chat", base_url="",
+               key_env=("AZURE_OPENAI_API_KEY",), base_url_env=("AZURE_OPENAI_ENDPOINT",),
+               base_url_suffix="/openai/v1", auth="api-key"),
         Preset(name="openrouter", dialect="openai_chat", base_url="https://openrouter.ai/api/v1",
                key_env=("OPENROUTER_API_KEY",), default_model="openai/gpt-4o-mini"),
         Preset(name="vllm", dialect="openai_chat", base_url="http://localhost:8000/v1",
@@ -156,9 +159,14 @@ def resolve_provider(
     pack_provider: str | None = None,
     pack_model: str | None = None,
     mock_responses: object = None,
+    api: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Binding:
-    """Resolve the provider, model, endpoint and transports for a conversation."""
+    """Resolve the provider, model, endpoint and transports for a conversation.
+
+    ``api="responses"`` selects OpenAI's Responses API instead of Chat Completions (for the
+    ``openai`` and ``azure`` presets).
+    """
     env = os.environ if environ is None else environ
     name = choose_provider_name(provider, model, pack_provider, pack_model, env,
                                 base_url=base_url)
@@ -187,14 +195,47 @@ def resolve_provider(
         raise ProviderNotConfiguredError(
             f"provider {name!r} needs an API key: set {wanted} or pass api_key=...")
     root = (url or preset.base_url).rstrip("/")
+    if not root:
+        wanted = " or ".join(preset.base_url_env)
+        raise ProviderNotConfiguredError(
+            f"provider {name!r} needs an endpoint: set {wanted} or pass base_url=...")
     if preset.base_url_suffix and not root.endswith(preset.base_url_suffix):
         root = _with_scheme(root) + preset.base_url_suffix
-    endpoint = Endpoint(base_url=root, api_key=key)
-    from .openai_chat import OpenAIChatDialect
-
-    dialect = OpenAIChatDialect(endpoint, name=name)
+    if preset.auth == "bearer" or key is None:
+        endpoint = Endpoint(base_url=root, api_key=key)
+    else:
+        endpoint = Endpoint(base_url=root, headers={preset.auth: key})
+    dialect = make_dialect(preset.dialect, endpoint, name, api)
     return Binding(provider=name, model=chosen_model, dialect=dialect,
                    sync_transport=shared_sync_transport, async_transport=shared_async_transport)
+
+
+def make_dialect(kind: str, endpoint: Endpoint, name: str, api: str | None) -> Dialect:
+    """The dialect object for a preset (its module is imported only now)."""
+    if api not in (None, "chat", "responses"):
+        raise ProviderNotConfiguredError(f"api must be 'chat' or 'responses', not {api!r}")
+    if api == "responses":
+        if kind != "openai_chat":
+            raise ProviderNotConfiguredError(
+                f"api='responses' is an OpenAI API; provider {name!r} does not offer it")
+        from .openai_responses import OpenAIResponsesDialect
+
+        return OpenAIResponsesDialect(endpoint, name=name)
+    if kind == "anthropic":
+        from .anthropic import AnthropicDialect
+
+        return AnthropicDialect(endpoint, name=name)
+    if kind == "gemini":
+        from .gemini import GeminiDialect
+
+        return GeminiDialect(endpoint, name=name)
+    if kind == "ollama":
+        from .ollama import OllamaDialect
+
+        return OllamaDialect(endpoint, name=name)
+    from .openai_chat import OpenAIChatDialect
+
+    return OpenAIChatDialect(endpoint, name=name)
 
 
 def _pack_model_applies(name: str, provider: str | None, pack_provider: str | None,
@@ -218,9 +259,12 @@ def shared_sync_transport() -> SyncTransport:
     """The process-wide blocking HTTP transport (one connection pool for every conversation)."""
     global _sync_transport
     if _sync_transport is None:
+        import atexit
+
         from ..transport.sync_http import SyncHTTPTransport
 
         _sync_transport = SyncHTTPTransport()
+        atexit.register(_sync_transport.close)  # close pooled keep-alive sockets at exit
     return _sync_transport
 
 

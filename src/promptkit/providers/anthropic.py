@@ -51,6 +51,7 @@ from ._common import (
     int_of,
     protocol_error,
     stop_sequences,
+    text_of,
     thinking_chunk,
     tool_call,
     turns,
@@ -290,14 +291,14 @@ class AnthropicDecoder(DecoderBase):
                 except ValueError:
                     raise protocol_error("expected a JSON object in the event", payload
                                          ) from None
-                kind = obj["type"]
+                kind = obj.get("type") or _untyped(obj)
                 if kind == "ping":
                     continue
                 self.events += 1
                 if kind == "content_block_delta":
                     delta = obj["delta"]
                     if delta["type"] == "text_delta":
-                        piece = delta["text"]
+                        piece = text_of(delta["text"])
                         if piece:
                             text.append(piece)
                             chunks.append(text_chunk(piece))
@@ -307,7 +308,7 @@ class AnthropicDecoder(DecoderBase):
                     self.done = True
                     break
                 else:
-                    self._event(kind, obj)
+                    self._event(kind, obj, chunks)
         except (AttributeError, TypeError, KeyError):  # a value of the wrong JSON type
             return self._settle(chunks, protocol_error("unexpected Anthropic event", payload))
         except ProviderError as exc:
@@ -320,23 +321,24 @@ class AnthropicDecoder(DecoderBase):
             return
         kind = delta["type"]
         if kind == "input_json_delta":
-            block.parts.append(delta["partial_json"])
+            block.parts.append(text_of(delta["partial_json"]))
         elif kind == "thinking_delta":
-            piece = delta["thinking"]
+            piece = text_of(delta["thinking"])
             if piece:
                 block.parts.append(piece)
                 chunks.append(thinking_chunk(piece))
         elif kind == "signature_delta":
-            block.signature += delta["signature"]
+            block.signature += text_of(delta["signature"])
 
-    def _event(self, kind: str, obj: dict[str, Any]) -> None:
+    def _event(self, kind: str, obj: dict[str, Any], chunks: list[StreamChunk]) -> None:
         if kind == "content_block_start":
             start = obj["content_block"]
             block = _Block(start["type"], start)
             self._by_index[obj["index"]] = block
             self._blocks.append(block)
-            if block.kind == "text" and start.get("text"):
+            if block.kind == "text" and start.get("text"):  # never seen, but allowed
                 self._text.append(start["text"])
+                chunks.append(text_chunk(start["text"]))
         elif kind == "message_delta":
             delta = obj.get("delta") or {}
             if delta.get("stop_reason"):
@@ -381,6 +383,13 @@ class AnthropicDecoder(DecoderBase):
             output_tokens=pick("output_tokens"), cached_tokens=cached,
             reasoning_tokens=int_of(details.get("thinking_tokens"))
             if isinstance(details, dict) else 0)
+
+
+def _untyped(obj: dict[str, Any]) -> str:
+    """An event without ``type``: an error envelope (some gateways) or not Anthropic's."""
+    if "error" in obj:
+        return "error"
+    raise KeyError("type")
 
 
 def _arguments(block: _Block) -> str:

@@ -1,12 +1,74 @@
-"""Conversation stores: where committed history lives."""
+"""Conversation stores: where committed history lives.
 
-from ._protocol import AsyncConversationStore, ConflictError, ConversationStore, StoredConversation
+* ``MemoryStore``: the default; this process only; optional ``ttl`` and
+  ``max_conversations`` (off by default: nothing expires silently). Works with both drivers.
+* ``SQLiteStore`` / ``AsyncSQLiteStore``: one file on one machine, shared by threads and
+  processes; the CLI's sessions live in one.
+* ``RedisStore`` / ``AsyncRedisStore``: processes on many machines; optional ``ttl``.
+
+Every store keeps, per conversation id, the history (versioned: one version per appended turn)
+and metadata (pack id, prompt, pack version, variables, created/updated times). Ids are 1-255
+characters from ``A-Z a-z 0-9 . _ : -``. The persistent stores load lazily: importing this
+package costs nothing until one is used (``redis`` is imported only by the Redis stores).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._protocol import (
+    AsyncConversationStore,
+    ConflictError,
+    ConversationExistsError,
+    ConversationInfo,
+    ConversationMetadata,
+    ConversationStore,
+    InvalidConversationIdError,
+    StoredConversation,
+    check_conversation_id,
+)
 from .memory import MemoryStore
+
+if TYPE_CHECKING:
+    from ._redis import AsyncRedisStore, RedisStore
+    from ._sqlite_async import AsyncSQLiteStore
+    from .sqlite import SQLiteStore
 
 __all__ = [
     "AsyncConversationStore",
+    "AsyncRedisStore",
+    "AsyncSQLiteStore",
     "ConflictError",
+    "ConversationExistsError",
+    "ConversationInfo",
+    "ConversationMetadata",
     "ConversationStore",
+    "InvalidConversationIdError",
     "MemoryStore",
+    "RedisStore",
+    "SQLiteStore",
     "StoredConversation",
+    "check_conversation_id",
 ]
+
+_LAZY = {
+    "AsyncRedisStore": "._redis",
+    "AsyncSQLiteStore": "._sqlite_async",
+    "RedisStore": "._redis",
+    "SQLiteStore": ".sqlite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'promptkit.stores' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,18 +1,29 @@
 """The default store: histories in this process's memory, kept until deleted.
 
-Unlike the Go SDK's default, nothing expires silently. ``max_conversations`` (optional) evicts
-the least recently used conversation when exceeded.
+Unlike the Go SDK's default, nothing expires silently. Two limits are available, both off by
+default: ``max_conversations`` evicts the least recently used conversation when exceeded, and
+``ttl`` (seconds) forgets a conversation that many seconds after its last append.
 """
 
 from __future__ import annotations
 
+import builtins
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from types import MappingProxyType
 
-from .._errors import StoreError
 from .._messages import Message
-from ._protocol import ConflictError, StoredConversation
+from ._protocol import (
+    ConflictError,
+    ConversationExistsError,
+    ConversationInfo,
+    ConversationMetadata,
+    StoredConversation,
+    check_conversation_id,
+    check_page,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -25,50 +36,118 @@ class MemoryStore:
         1
     """
 
-    def __init__(self, *, max_conversations: int | None = None) -> None:
+    def __init__(self, *, max_conversations: int | None = None,
+                 ttl: float | None = None) -> None:
         if max_conversations is not None and max_conversations < 1:
             raise ValueError("max_conversations must be at least 1")
+        if ttl is not None and not ttl > 0:
+            raise ValueError("ttl must be a positive number of seconds")
         self._max = max_conversations
+        self._ttl = ttl
         self._lock = threading.Lock()
         self._data: OrderedDict[str, StoredConversation] = OrderedDict()
+        # With a TTL: when each conversation expires, in write order (= expiry order).
+        self._expiry: OrderedDict[str, float] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"MemoryStore(conversations={len(self._data)})"
 
     def load(self, conversation_id: str) -> StoredConversation | None:
+        check_conversation_id(conversation_id)
         with self._lock:
+            self._expire()
             found = self._data.get(conversation_id)
             if found is not None:
                 self._data.move_to_end(conversation_id)
             return found
 
     def append(self, conversation_id: str, messages: Sequence[Message],
-               expected_version: int) -> int:
+               expected_version: int, *, metadata: ConversationMetadata | None = None) -> int:
+        check_conversation_id(conversation_id)
         with self._lock:
+            self._expire()
             current = self._data.get(conversation_id)
             version = 0 if current is None else current.version
             if version != expected_version:
                 raise ConflictError(
                     f"conversation {conversation_id!r} is at version {version}, "
                     f"expected {expected_version}")
-            history = () if current is None else current.messages
+            now = time.time()
+            old = None if current is None else current.metadata
             self._data[conversation_id] = StoredConversation(
-                id=conversation_id, messages=history + tuple(messages), version=version + 1)
+                id=conversation_id,
+                messages=(() if current is None else current.messages) + tuple(messages),
+                version=version + 1, metadata=_merge(old, metadata, now))
             self._data.move_to_end(conversation_id)
+            if self._ttl is not None:
+                self._expiry[conversation_id] = time.monotonic() + self._ttl
+                self._expiry.move_to_end(conversation_id)
             if self._max is not None:
                 while len(self._data) > self._max:
-                    self._data.popitem(last=False)
+                    evicted, _ = self._data.popitem(last=False)
+                    self._expiry.pop(evicted, None)
             return version + 1
 
     def fork(self, source_id: str, target_id: str) -> None:
+        check_conversation_id(source_id)
+        check_conversation_id(target_id)
         with self._lock:
+            self._expire()
             if target_id in self._data:
-                raise StoreError(f"conversation {target_id!r} already exists")
+                raise ConversationExistsError(f"conversation {target_id!r} already exists")
             source = self._data.get(source_id)
-            if source is not None:
-                self._data[target_id] = StoredConversation(
-                    id=target_id, messages=source.messages, version=source.version)
+            if source is None:
+                return
+            now = time.time()
+            meta = source.metadata
+            self._data[target_id] = StoredConversation(
+                id=target_id, messages=source.messages, version=source.version,
+                metadata=ConversationMetadata(
+                    pack_id=meta.pack_id, prompt=meta.prompt, pack_version=meta.pack_version,
+                    variables=meta.variables, created_at=now, updated_at=now))
+            if self._ttl is not None:
+                self._expiry[target_id] = time.monotonic() + self._ttl
 
     def delete(self, conversation_id: str) -> None:
+        check_conversation_id(conversation_id)
         with self._lock:
             self._data.pop(conversation_id, None)
+            self._expiry.pop(conversation_id, None)
+
+    def list(self, *, prefix: str = "", after: str | None = None,
+             limit: int = 100) -> builtins.list[ConversationInfo]:
+        check_page(prefix, after, limit)
+        with self._lock:
+            self._expire()
+            ids = sorted(i for i in self._data
+                         if i.startswith(prefix) and (after is None or i > after))[:limit]
+            found = [self._data[i] for i in ids]
+        return [ConversationInfo(id=c.id, version=c.version, message_count=len(c.messages),
+                                 metadata=c.metadata) for c in found]
+
+    def _expire(self) -> None:
+        """Drop conversations whose TTL passed (caller holds the lock)."""
+        if not self._expiry:
+            return
+        now = time.monotonic()
+        while self._expiry:
+            conversation_id, deadline = next(iter(self._expiry.items()))
+            if deadline > now:
+                break
+            del self._expiry[conversation_id]
+            self._data.pop(conversation_id, None)
+
+
+def _merge(old: ConversationMetadata | None, new: ConversationMetadata | None,
+           now: float) -> ConversationMetadata:
+    """The metadata after an append: ``pack_id`` and ``created_at`` stay from creation, the
+    rest follows the newest metadata given."""
+    if old is None:
+        old = ConversationMetadata(created_at=now)
+    if new is None:
+        new = old
+    return ConversationMetadata(
+        pack_id=old.pack_id or new.pack_id, prompt=new.prompt or old.prompt,
+        pack_version=new.pack_version or old.pack_version,
+        variables=MappingProxyType(dict(new.variables)),  # callers cannot edit the store's copy
+        created_at=old.created_at if old.created_at is not None else now, updated_at=now)

@@ -1,0 +1,232 @@
+"""Named chats: ``promptkit chat PACK PROMPT --session NAME`` and ``promptkit sessions``.
+
+Sessions live in one SQLite file, ``sessions.db``, in the user's data directory (platformdirs:
+``~/.local/share/promptkit`` on Linux, ``~/Library/Application Support/promptkit`` on macOS,
+``%LOCALAPPDATA%\\promptkit`` on Windows), or in ``$PROMPTKIT_DATA_DIR`` when set. A session
+name is the conversation id, so the same chat can be continued from Python with
+``promptkit.resume(name, pack, prompt, store=SQLiteStore(path))``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._errors import PromptKitError, StoreError
+from ..stores._protocol import ConversationInfo, InvalidConversationIdError, check_conversation_id
+
+if TYPE_CHECKING:
+    from .._conversation import Conversation
+    from .._pack import Pack
+    from ..stores.sqlite import SQLiteStore
+
+__all__ = ["DATA_DIR_ENV", "data_dir", "run_sessions", "session_opener", "sessions_path"]
+
+DATA_DIR_ENV = "PROMPTKIT_DATA_DIR"
+FILE_NAME = "sessions.db"
+
+
+def data_dir() -> Path:
+    """Where promptkit keeps user data: ``$PROMPTKIT_DATA_DIR``, else platformdirs'."""
+    override = os.environ.get(DATA_DIR_ENV, "").strip()
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("promptkit", appauthor=False))
+
+
+def sessions_path() -> Path:
+    return data_dir() / FILE_NAME
+
+
+def open_sessions(*, create: bool) -> SQLiteStore | None:
+    """The sessions store; ``None`` when it does not exist yet and ``create`` is false."""
+    from ..stores.sqlite import SQLiteStore
+
+    path = sessions_path()
+    if not path.exists():
+        if not create:
+            return None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the sessions directory {path.parent}: {exc}"
+                             ) from exc
+    return SQLiteStore(path)
+
+
+def check_name(name: str) -> str:
+    try:
+        return check_conversation_id(name)
+    except InvalidConversationIdError:
+        raise InvalidConversationIdError(
+            f"invalid session name {name!r}: use 1 to 255 characters from A-Z a-z 0-9 . _ : -"
+        ) from None
+
+
+def session_opener(name: str, notice: Callable[[str], None]
+                   ) -> Callable[..., Conversation]:
+    """A replacement for ``promptkit.open`` that continues session ``name`` if it exists and
+    starts it otherwise; says which through ``notice``."""
+    check_name(name)
+
+    def open_session(pack: Pack, prompt: str, **options: Any) -> Conversation:
+        from .._open import open as open_conversation
+        from .._resume import resume
+
+        store = open_sessions(create=True)
+        assert store is not None
+        stored = store.load(name)
+        if stored is None:
+            conversation = open_conversation(pack, prompt, store=store, conversation_id=name,
+                                             **options)
+            notice(f"New session {name!r}, saved in {store.path}.\n")
+            return conversation
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            conversation = resume(name, pack, prompt, store=store, **options)
+        for warning in caught:
+            notice(f"{warning.message}\n")
+        turns = sum(1 for m in conversation.messages if m.role == "user")
+        notice(f"Resumed session {name!r} ({turns} earlier turn(s)).\n")
+        return conversation
+
+    return open_session
+
+
+# --- promptkit sessions ----------------------------------------------------------------------
+
+
+def add_parser(commands: Any) -> None:
+    """The ``sessions`` sub-command and its actions (called by ``main.build_parser``)."""
+    sessions = commands.add_parser(
+        "sessions", help="list, show or delete the chats saved with --session",
+        description=f"Chats saved with --session live in {FILE_NAME} in the user data "
+                    f"directory (or ${DATA_DIR_ENV}).")
+    actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="the saved sessions, most recent first")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    show = actions.add_parser("show", help="a session's details and transcript")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    delete = actions.add_parser("delete", help="forget a session")
+    delete.add_argument("name")
+
+
+def run_sessions(args: argparse.Namespace) -> int:
+    try:
+        if args.action == "list":
+            return _list(as_json=args.json)
+        name = check_name(args.name)
+        if args.action == "show":
+            return _show(name, as_json=args.json)
+        return _delete(name)
+    except PromptKitError as exc:
+        print(f"promptkit: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _all(store: SQLiteStore) -> Iterator[ConversationInfo]:
+    after = None
+    while True:
+        page = store.list(after=after, limit=200)
+        yield from page
+        if len(page) < 200:
+            return
+        after = page[-1].id
+
+
+def _list(*, as_json: bool) -> int:
+    store = open_sessions(create=False)
+    infos = [] if store is None else list(_all(store))
+    infos.sort(key=lambda i: i.metadata.updated_at or 0.0, reverse=True)
+    if store is not None:
+        store.close()
+    if as_json:
+        print(json.dumps([_info_json(i) for i in infos], ensure_ascii=False, indent=2))
+        return 0
+    if not infos:
+        print(f"No sessions yet; `promptkit chat PACK PROMPT --session NAME` starts one "
+              f"(kept in {sessions_path()}).")
+        return 0
+    rows = [("NAME", "PACK", "PROMPT", "MESSAGES", "UPDATED")]
+    rows += [(i.id, i.metadata.pack_id or "-", i.metadata.prompt or "-", str(i.message_count),
+              _when(i.metadata.updated_at)) for i in infos]
+    widths = [max(len(row[n]) for row in rows) for n in range(4)]
+    for row in rows:
+        print("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)),
+                         row[4]]))
+    return 0
+
+
+def _show(name: str, *, as_json: bool) -> int:
+    from .._pending import visible
+
+    store = open_sessions(create=False)
+    stored = None if store is None else store.load(name)
+    if store is not None:
+        store.close()
+    if stored is None:
+        print(f"promptkit: no session named {name!r}", file=sys.stderr)
+        return 1
+    messages = visible(stored.messages)
+    meta = stored.metadata
+    if as_json:
+        print(json.dumps({"name": name, "version": stored.version, **meta.to_dict(),
+                          "messages": [m.to_dict() for m in messages]},
+                         ensure_ascii=False, indent=2))
+        return 0
+    print(f"session   {name}")
+    print(f"pack      {meta.pack_id or '-'} {meta.pack_version}".rstrip())
+    print(f"prompt    {meta.prompt or '-'}")
+    if meta.variables:
+        print("variables " + ", ".join(f"{k}={v}" for k, v in sorted(meta.variables.items())))
+    print(f"created   {_when(meta.created_at)}")
+    print(f"updated   {_when(meta.updated_at)}")
+    print()
+    for message in messages:
+        if message.role == "user":
+            print(f"you› {message.text}")
+        elif message.role == "assistant":
+            if message.text:
+                print(f"ai›  {message.text}")
+            for call in message.tool_calls:
+                print(f"  → {call.name}({call.raw_arguments or json.dumps(call.arguments)})")
+        elif message.role == "tool" and message.tool_result is not None:
+            result = message.tool_result
+            mark = "✗" if result.is_error else "←"
+            print(f"  {mark} {result.content[:200]}")
+    return 0
+
+
+def _delete(name: str) -> int:
+    store = open_sessions(create=False)
+    try:
+        if store is None or store.load(name) is None:
+            print(f"promptkit: no session named {name!r}", file=sys.stderr)
+            return 1
+        store.delete(name)
+    finally:
+        if store is not None:
+            store.close()
+    print(f"Deleted session {name!r}.")
+    return 0
+
+
+def _info_json(info: ConversationInfo) -> dict[str, Any]:
+    return {"name": info.id, "version": info.version, "message_count": info.message_count,
+            **info.metadata.to_dict()}
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
