@@ -167,3 +167,51 @@ def test_rejected_client_tool(driver: Driver) -> None:
     resumed = driver.run(conv.resume)
     assert resumed.tool_results[0].is_error
     assert "permission denied" in resumed.tool_results[0].content
+
+
+APPROVER = r"""
+import sys
+import promptkit
+from promptkit.stores import SQLiteStore
+
+store = SQLiteStore(sys.argv[1])
+conv = promptkit.resume("refund-1", sys.argv[2], "assistant", store=store, provider="mock")
+held = conv.pending_tools
+assert [p.decision for p in held] == [None], held
+conv.approve(held[0].call_id)
+try:
+    conv.approve(held[0].call_id)
+except promptkit.PendingToolError as exc:
+    print("second approval refused:", exc)
+print("approved", held[0].call_id)
+"""
+
+
+def test_an_approval_round_trip_across_two_processes(tmp_path: Any) -> None:
+    """Process A holds a call, process B approves it, process A resumes the turn."""
+    import subprocess
+    import sys
+
+    from promptkit.stores import SQLiteStore
+
+    db = str(tmp_path / "shared.db")
+    store = SQLiteStore(db)
+    conv = promptkit.open(ASSISTANT, "assistant", provider="mock", store=store,
+                          conversation_id="refund-1", variables={"user_name": "Ada"},
+                          mock_responses=TWO_CALLS)
+    ran: list[str] = []
+    conv.on_tool("get_weather", lambda args: ran.append(args["city"]) or "ok",
+                 requires_approval=needs_oslo)
+    held = conv.send("weather?").pending_tools
+    assert [p.name for p in held] == ["get_weather"] and ran == ["Paris"]
+
+    done = subprocess.run([sys.executable, "-c", APPROVER, db, str(ASSISTANT)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "second approval refused: tool call" in done.stdout
+    assert f"approved {held[0].call_id}" in done.stdout
+
+    assert conv.pending_tools[0].decision == "approved"
+    assert conv.resume().text == "Paris is sunny; Oslo is cold."
+    assert ran == ["Paris", "Oslo"]
+    store.close()
