@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._chunks import Response, StreamChunk
 from ._core import ConversationCore
@@ -26,6 +26,9 @@ from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, Tur
 from .providers._base import ModelRequest, RoundDecoder
 from .stores._protocol import ConflictError
 from .transport._base import AsyncBody
+
+if TYPE_CHECKING:
+    from ._media import MediaSource
 
 __all__ = ["AsyncConversation", "AsyncStream"]
 
@@ -277,7 +280,9 @@ class AsyncConversation(ConversationCore):
             print((await conv.send("Hello!")).text)
     """
 
-    async def send(self, message: str | Message, *, timeout: float | None = None) -> Response:
+    async def send(self, message: str | Message, *, timeout: float | None = None,
+                   images: Iterable[MediaSource] | None = None,
+                   documents: Iterable[MediaSource] | None = None) -> Response:
         """Run one turn and return its Response; raises the turn's error if it fails.
 
         With ``on_conflict="reload"`` a turn that lost a race with another writer of the same
@@ -286,21 +291,25 @@ class AsyncConversation(ConversationCore):
         attempts = _CONFLICT_ATTEMPTS if self._on_conflict == "reload" else 1
         for attempt in range(attempts):
             try:
-                return await self.stream(message, timeout=timeout).until_done()
+                return await self.stream(message, timeout=timeout, images=images,
+                                   documents=documents).until_done()
             except ConflictError:
                 if attempt + 1 == attempts:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def stream(self, message: str | Message, *, timeout: float | None = None) -> AsyncStream:
+    def stream(self, message: str | Message, *, timeout: float | None = None,
+               images: Iterable[MediaSource] | None = None,
+               documents: Iterable[MediaSource] | None = None) -> AsyncStream:
         """Start one turn and return its :class:`AsyncStream` of chunks.
 
         Problems found before any network call (closed or busy conversation, missing or invalid
-        variables) raise here; failures during the turn arrive as an ERROR chunk.
+        variables, unreadable media) raise here; failures during the turn arrive as an ERROR
+        chunk. ``images`` and ``documents`` attach files, URLs or bytes to the message.
         """
         self._begin_turn()
         try:
-            plan = self._plan_turn(message, timeout)
+            plan = self._plan_turn(message, timeout, images, documents)
         except BaseException:
             self._end_turn()
             raise

@@ -10,9 +10,9 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._chunks import Response, StreamChunk
 from ._core import ConversationCore
@@ -26,6 +26,9 @@ from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, Tur
 from .providers._base import ModelRequest, RoundDecoder
 from .stores._protocol import ConflictError
 from .transport._base import ReadTimeout, SyncBody
+
+if TYPE_CHECKING:
+    from ._media import MediaSource
 
 __all__ = ["Conversation", "Stream"]
 
@@ -233,7 +236,9 @@ class Conversation(ConversationCore):
             print(conv.send("Hello!").text)
     """
 
-    def send(self, message: str | Message, *, timeout: float | None = None) -> Response:
+    def send(self, message: str | Message, *, timeout: float | None = None,
+             images: Iterable[MediaSource] | None = None,
+             documents: Iterable[MediaSource] | None = None) -> Response:
         """Run one turn and return its Response; raises the turn's error if it fails.
 
         With ``on_conflict="reload"`` a turn that lost a race with another writer of the same
@@ -242,21 +247,25 @@ class Conversation(ConversationCore):
         attempts = _CONFLICT_ATTEMPTS if self._on_conflict == "reload" else 1
         for attempt in range(attempts):
             try:
-                return self.stream(message, timeout=timeout).until_done()
+                return self.stream(message, timeout=timeout, images=images,
+                                   documents=documents).until_done()
             except ConflictError:
                 if attempt + 1 == attempts:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def stream(self, message: str | Message, *, timeout: float | None = None) -> Stream:
+    def stream(self, message: str | Message, *, timeout: float | None = None,
+               images: Iterable[MediaSource] | None = None,
+               documents: Iterable[MediaSource] | None = None) -> Stream:
         """Start one turn and return its :class:`Stream` of chunks.
 
         Problems found before any network call (closed or busy conversation, missing or invalid
-        variables) raise here; failures during the turn arrive as an ERROR chunk.
+        variables, unreadable media) raise here; failures during the turn arrive as an ERROR
+        chunk. ``images`` and ``documents`` attach files, URLs or bytes to the message.
         """
         self._begin_turn()
         try:
-            plan = self._plan_turn(message, timeout)
+            plan = self._plan_turn(message, timeout, images, documents)
         except BaseException:
             self._end_turn()
             raise

@@ -10,7 +10,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ._errors import ConversationBusyError, ConversationClosedError
@@ -32,6 +33,7 @@ from .providers._base import ToolDefinition
 if TYPE_CHECKING:
     from ._http_tool import HTTPTool
     from ._mcp import MCPServer
+    from ._media import MediaSource
     from ._pack import Pack, PromptSpec
     from ._variables import VariableSet
     from .providers._select import Binding
@@ -271,11 +273,13 @@ class ConversationCore:
     def _end_turn(self) -> None:
         self._turn_lock.release()
 
-    def _plan_turn(self, message: str | Message | None, timeout: float | None) -> TurnPlan:
+    def _plan_turn(self, message: str | Message | None, timeout: float | None,
+                   images: Iterable[MediaSource] | None = None,
+                   documents: Iterable[MediaSource] | None = None) -> TurnPlan:
         """Render and validate everything a turn needs; raises before any network call.
 
         ``message`` is ``None`` for a resumed turn (it continues after held tool calls)."""
-        user = None if message is None else _user_message(message)
+        user = None if message is None else _user_message(message, images, documents)
         system = self.render_system_prompt()
         handlers = self._tools.snapshot()
         tools = self._tool_definitions(handlers)
@@ -342,14 +346,21 @@ class ConversationCore:
         }
 
 
-def _user_message(message: str | Message) -> Message:
+def _user_message(message: str | Message, images: Iterable[MediaSource] | None = None,
+                  documents: Iterable[MediaSource] | None = None) -> Message:
     if isinstance(message, Message):
         if message.role != "user":
             raise ValueError(f"a turn starts with a user message, not {message.role!r}")
-        return message
-    if not isinstance(message, str):
+    elif not isinstance(message, str):
         raise TypeError(f"message must be a str or a Message, not {type(message).__name__}")
-    return Message(role="user", text=message)
+    else:
+        message = Message(role="user", text=message)
+    if not images and not documents:
+        return message
+    from ._media import media_parts_for
+
+    parts = [*message.extra.get("parts", ()), *media_parts_for(images, documents)]
+    return replace(message, extra={**message.extra, "parts": parts})
 
 
 def _compile(template: str) -> Any:

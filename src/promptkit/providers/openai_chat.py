@@ -39,6 +39,7 @@ from typing import Any
 from promptkit._chunks import StreamChunk, text_chunk
 from promptkit._errors import (
     APIStatusError,
+    BadRequestError,
     ProviderError,
     StreamInterruptedError,
     StreamProtocolError,
@@ -48,6 +49,7 @@ from promptkit.transport.sse import SSEDecoder
 
 from ._base import Endpoint, HTTPRequest, ModelRequest, RoundResult, ToolDefinition
 from ._errors_map import build_status_error, extract_error_fields, fallback_message
+from ._parts import media_parts
 
 __all__ = ["OpenAIChatDecoder", "OpenAIChatDialect"]
 
@@ -169,9 +171,27 @@ def _messages(system: str, messages: Sequence[Message]) -> list[dict[str, Any]]:
                 raise ValueError("a tool message needs a tool_result")
             out.append({"role": "tool", "tool_call_id": result.call_id,
                         "content": result.content})
+        elif role == "user" and media_parts(message):
+            content: list[dict[str, Any]] = [{"type": "text", "text": message.text}] \
+                if message.text else []
+            content += [_content_part(part) for part in media_parts(message)]
+            out.append({"role": "user", "content": content})
         else:  # user, system
             out.append({"role": role, "content": message.text})
     return out
+
+
+def _content_part(part: Mapping[str, Any]) -> dict[str, Any]:
+    """An image or document as a Chat Completions content part."""
+    if part["type"] == "image":
+        url = part.get("url") or f"data:{part['mime_type']};base64,{part['data']}"
+        return {"type": "image_url", "image_url": {"url": url}}
+    if "data" not in part:
+        raise BadRequestError("Chat Completions takes documents as data, not URLs",
+                              status_code=None)
+    return {"type": "file", "file": {
+        "filename": str(part.get("name") or "document.pdf"),
+        "file_data": f"data:{part['mime_type']};base64,{part['data']}"}}
 
 
 def _tool(tool: ToolDefinition) -> dict[str, Any]:
