@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import PACKS, Driver
 
 from promptkit._media import media_parts_for
+
+from support import PACKS, Driver
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 PDF = b"%PDF-1.7\n" + b"x" * 16
