@@ -163,3 +163,42 @@ def test_azure_preset_sends_the_key_as_api_key(monkeypatch: pytest.MonkeyPatch) 
 def test_fixtures_exist() -> None:
     for fixture in [*TEXT_FIXTURES.values(), *(f for pair in TOOL_FIXTURES.values() for f in pair)]:
         assert Path(WIRE / fixture).exists(), fixture
+
+
+SCHEMA = {"title": "Weather report", "type": "object",
+          "properties": {"city": {"type": "string"}, "temp_c": {"type": "number"}},
+          "required": ["city"]}
+
+
+@pytest.mark.parametrize(("provider", "check"), [
+    ("openai", lambda b: b["response_format"] == {
+        "type": "json_schema", "json_schema": {"name": "Weather_report", "schema": SCHEMA}}),
+    ("responses", lambda b: b["text"] == {"format": {
+        "type": "json_schema", "name": "Weather_report", "schema": SCHEMA}}),
+    ("gemini", lambda b: b["generationConfig"]["responseMimeType"] == "application/json"
+     and b["generationConfig"]["responseJsonSchema"] == SCHEMA),
+    ("ollama", lambda b: b["format"] == SCHEMA),
+    ("anthropic", lambda b: '"temp_c"' in b["system"] and "JSON Schema" in b["system"]),
+])
+def test_response_format_maps_to_each_native_form(provider: str, check: Any) -> None:
+    from promptkit.providers._base import Endpoint, ModelRequest
+    from promptkit.providers._select import make_dialect
+
+    kind = {"openai": "openai_chat", "responses": "openai_chat"}.get(provider, provider)
+    api = "responses" if provider == "responses" else None
+    dialect = make_dialect(kind, Endpoint(base_url="http://127.0.0.1:9"), provider, api)
+    request = ModelRequest(model="m", system="Be brief.", messages=(),
+                           response_format=SCHEMA)
+    body = json.loads(dialect.build_request(request).body)
+    assert check(body), body
+    plain = ModelRequest(model="m", system="", messages=(),
+                         response_format={"type": "json_object"})
+    assert json.loads(dialect.build_request(plain).body)
+
+
+def test_response_format_is_a_conversation_option(driver: Driver) -> None:
+    conv = driver.open(ASSISTANT, "plain", provider="mock", response_format=SCHEMA,
+                       mock_responses={"defaultResponse": '{"city": "Paris"}'})
+    assert json.loads(driver.send(conv, "weather as JSON").text) == {"city": "Paris"}
+    body = json.loads(conv._binding.options["transport"].requests[0].body)
+    assert body["response_format"]["json_schema"]["schema"] == SCHEMA

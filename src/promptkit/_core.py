@@ -60,6 +60,7 @@ class ConversationCore:
         tools: ToolRegistry | None = None,
         mcp_servers: Sequence[MCPServer] = (),
         on_conflict: Literal["raise", "reload"] = "raise",
+        response_format: Mapping[str, Any] | None = None,
     ) -> None:
         self._pack = pack
         self._prompt = prompt
@@ -73,6 +74,7 @@ class ConversationCore:
         if on_conflict not in ("raise", "reload"):
             raise ValueError(f"on_conflict must be 'raise' or 'reload', not {on_conflict!r}")
         self._on_conflict = on_conflict
+        self._response_format = None if response_format is None else dict(response_format)
         self._tools = tools if tools is not None else ToolRegistry()
         self._template = _compile(prompt.system_template)
         self._turn_lock = threading.Lock()
@@ -298,6 +300,7 @@ class ConversationCore:
             allowed_tools=frozenset(self._prompt.tools) | {t.name for t in tools},
             parameters=dict(self._prompt.parameters),
             tool_choice=tool_choice,
+            response_format=self._response_format,
             max_rounds=policy.max_rounds,
             max_tool_calls=policy.max_tool_calls_per_turn,
             blocklist=tuple(policy.blocklist),
@@ -340,7 +343,7 @@ class ConversationCore:
             "pack": self._pack, "prompt": self._prompt, "binding": self._binding,
             "variables": variables, "store": store, "conversation_id": conversation_id,
             "timeouts": self._timeouts, "max_retries": self._retry.max_retries,
-            "on_conflict": self._on_conflict,
+            "on_conflict": self._on_conflict, "response_format": self._response_format,
             "tools": self._tools.copy(),
             "mcp_servers": [server.retain() for server in self._mcp_servers],
         }

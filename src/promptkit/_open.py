@@ -33,6 +33,7 @@ def _conversation_kwargs(
     mock_responses: Any,
     api: str | None = None,
     on_conflict: str = "raise",
+    response_format: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     from ._resume import MetadataBinding, accepts_metadata
     from ._variables import VariableSet
@@ -64,6 +65,7 @@ def _conversation_kwargs(
         "pack": pack, "prompt": spec, "binding": binding, "variables": values,
         "store": store, "conversation_id": conversation_id, "timeouts": timeouts or Timeouts(),
         "max_retries": max_retries, "on_conflict": on_conflict,
+        "response_format": response_format,
     }
 
 
@@ -89,6 +91,7 @@ def open(
     mock_responses: Any = None,
     api: str | None = None,
     on_conflict: Literal["raise", "reload"] = "raise",
+    response_format: Mapping[str, Any] | None = None,
 ) -> Conversation:
     """Open a conversation with prompt ``prompt`` of the pack at ``pack`` (a path or a Pack).
 
@@ -97,6 +100,8 @@ def open(
     ``GEMINI_API_KEY``/``GOOGLE_API_KEY``, ``OLLAMA_HOST``). ``provider="mock"`` runs offline
     (``mock_responses=`` takes a PromptKit mock-responses YAML/JSON path or mapping).
     ``api="responses"`` talks to OpenAI's Responses API instead of Chat Completions.
+    ``response_format`` (a JSON Schema, or ``{"type": "json_object"}``) asks for JSON answers
+    in each provider's native structured-output form.
 
         conv = promptkit.open("hello.pack.json", "chat", variables={"user_name": "Ada"})
     """
@@ -106,7 +111,7 @@ def open(
         _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,
         base_url=base_url, variables=variables, store=store, conversation_id=conversation_id,
         timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses,
-        api=api, on_conflict=on_conflict))
+        api=api, on_conflict=on_conflict, response_format=response_format))
 
 
 def open_async(
@@ -125,6 +130,7 @@ def open_async(
     mock_responses: Any = None,
     api: str | None = None,
     on_conflict: Literal["raise", "reload"] = "raise",
+    response_format: Mapping[str, Any] | None = None,
 ) -> AsyncConversation:
     """The asyncio twin of :func:`open`; use with ``async with``.
 
@@ -136,4 +142,4 @@ def open_async(
         _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,
         base_url=base_url, variables=variables, store=store, conversation_id=conversation_id,
         timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses,
-        api=api, on_conflict=on_conflict))
+        api=api, on_conflict=on_conflict, response_format=response_format))

@@ -112,6 +112,7 @@ class TurnPlan:
     allowed_tools: frozenset[str] | None = None
     parameters: Mapping[str, Any] = field(default_factory=dict)
     tool_choice: str | None = None
+    response_format: Mapping[str, Any] | None = None
     max_rounds: int = 5
     max_tool_calls: int = 10
     blocklist: tuple[str, ...] = ()
@@ -132,6 +133,7 @@ def run_turn(plan: TurnPlan) -> Generator[Action, Any, Response]:
             model=plan.model, system=plan.system, messages=plan.history + tuple(added),
             tools=plan.tools, parameters=plan.parameters,
             tool_choice=_tool_choice(plan, state.tool_rounds),
+            response_format=plan.response_format,
         )
         outcome = yield from _call_with_retries(request, plan.retry)
         if state.first_content_at is None:

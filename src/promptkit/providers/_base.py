@@ -54,6 +54,8 @@ class ModelRequest:
     tools: Sequence[ToolDefinition] = ()
     parameters: Mapping[str, Any] = field(default_factory=dict)
     tool_choice: str | None = None
+    response_format: Mapping[str, Any] | None = None
+    """A JSON Schema the answer must follow, or ``{"type": "json_object"}`` for any JSON."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -58,6 +58,7 @@ from ._common import (
 )
 from ._errors_map import build_status_error, extract_error_fields, fallback_message
 from ._parts import anthropic_block, media_parts
+from ._response_format import schema_instruction
 
 __all__ = ["AnthropicDecoder", "AnthropicDialect"]
 
@@ -102,6 +103,9 @@ class AnthropicDialect:
             headers["x-api-key"] = self.endpoint.api_key
         headers.update(self.endpoint.headers)
         system, messages = _messages(request.system, request.messages)
+        if request.response_format is not None:  # no native schema mode in this API version
+            system = "\n\n".join(p for p in (system, schema_instruction(
+                request.response_format)) if p)
         params = request.parameters
         body: dict[str, Any] = {"model": request.model,
                                 "max_tokens": params.get("max_tokens") or self.default_max_tokens}

@@ -69,6 +69,7 @@ from ._errors_map import (
 )
 from ._gemini_wire import GeminiFrames, PartialArgs, gemini_schema
 from ._parts import gemini_part, media_parts
+from ._response_format import json_schema_of
 
 __all__ = ["GeminiDecoder", "GeminiDialect"]
 
@@ -122,6 +123,11 @@ class GeminiDialect:
                     config["allowedFunctionNames"] = [choice]
                 body["toolConfig"] = {"functionCallingConfig": config}
         generation = _generation_config(request.parameters)
+        if request.response_format is not None:
+            generation["responseMimeType"] = "application/json"
+            schema = json_schema_of(request.response_format)
+            if schema is not None:
+                generation["responseJsonSchema"] = schema
         if self.thinking:
             generation["thinkingConfig"] = dict(self.thinking)
         if generation:

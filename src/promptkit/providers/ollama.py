@@ -61,6 +61,7 @@ from ._common import (
 )
 from ._errors_map import build_status_error, extract_error_fields, fallback_message
 from ._parts import media_parts, ollama_image
+from ._response_format import json_schema_of
 
 __all__ = ["OllamaDecoder", "OllamaDialect", "ollama_base_url"]
 
@@ -138,6 +139,8 @@ class OllamaDialect:
             body["think"] = self.think
         if self.keep_alive is not None:
             body["keep_alive"] = self.keep_alive
+        if request.response_format is not None:
+            body["format"] = json_schema_of(request.response_format) or "json"
         if self.extra_body:
             body.update(self.extra_body)
         return HTTPRequest(method="POST", url=self._url, headers=headers,

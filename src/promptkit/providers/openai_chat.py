@@ -50,6 +50,7 @@ from promptkit.transport.sse import SSEDecoder
 from ._base import Endpoint, HTTPRequest, ModelRequest, RoundResult, ToolDefinition
 from ._errors_map import build_status_error, extract_error_fields, fallback_message
 from ._parts import media_parts
+from ._response_format import json_schema_of, schema_name
 
 __all__ = ["OpenAIChatDecoder", "OpenAIChatDialect"]
 
@@ -116,6 +117,11 @@ class OpenAIChatDialect:
         max_tokens = params.get("max_tokens")
         if max_tokens is not None:
             body[self.max_tokens_field or _token_limit_field(request.model)] = max_tokens
+        if request.response_format is not None:
+            schema = json_schema_of(request.response_format)
+            body["response_format"] = {"type": "json_object"} if schema is None else {
+                "type": "json_schema",
+                "json_schema": {"name": schema_name(schema), "schema": schema}}
         if request.tools:
             body["tools"] = [_tool(t) for t in request.tools]
             choice = request.tool_choice

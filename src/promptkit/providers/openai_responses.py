@@ -61,6 +61,7 @@ from ._common import (
 )
 from ._errors_map import build_status_error, extract_error_fields, fallback_message
 from ._parts import media_parts, responses_part
+from ._response_format import json_schema_of, schema_name
 
 __all__ = ["OpenAIResponsesDecoder", "OpenAIResponsesDialect"]
 
@@ -115,6 +116,10 @@ class OpenAIResponsesDialect:
         if instructions:
             body["instructions"] = instructions
         body["input"] = items
+        if request.response_format is not None:
+            schema = json_schema_of(request.response_format)
+            body["text"] = {"format": {"type": "json_object"} if schema is None else {
+                "type": "json_schema", "name": schema_name(schema), "schema": schema}}
         body["stream"] = True
         body["store"] = self.store
         params = request.parameters
