@@ -202,3 +202,54 @@ def test_response_format_is_a_conversation_option(driver: Driver) -> None:
     assert json.loads(driver.send(conv, "weather as JSON").text) == {"city": "Paris"}
     body = json.loads(conv._binding.options["transport"].requests[0].body)
     assert body["response_format"]["json_schema"]["schema"] == SCHEMA
+
+
+def _framed(provider: str, path: Path) -> bytes:
+    if path.name.endswith(".payloads.jsonl"):
+        out = []
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            event = json.loads(line).get("type") if provider != "gemini" else None
+            out.append((f"event: {event}\n" if event else "") + f"data: {line}\n\n")
+        return "".join(out).encode()
+    return path.read_bytes()
+
+
+def _stream_fixtures() -> list[tuple[str, str]]:
+    found = []
+    for provider, folder in (("anthropic", "anthropic"), ("gemini", "gemini"),
+                             ("ollama", "ollama"), ("responses", "openai-responses")):
+        for path in sorted((WIRE / folder).iterdir()):
+            if path.name.endswith((".sse", ".ndjson", ".payloads.jsonl")):
+                found.append((provider, f"{folder}/{path.name}"))
+    return found
+
+
+@pytest.mark.parametrize(("provider", "fixture"), _stream_fixtures())
+def test_every_recorded_stream_through_both_drivers(provider: str, fixture: str) -> None:
+    """Same chunks through sync and async over HTTP as the dialect's decoder gives alone."""
+    data = _framed(provider, WIRE / fixture)
+    runs = []
+    for kind in ("sync", "async"):
+        pieces = data.splitlines(keepends=True) if fixture.endswith(".ndjson") else [data]
+        with FakeServer([Reply(200, {"content-type": "text/event-stream"}, pieces),
+                         Reply.sse(b"")]) as server:
+            conv = open_provider(Driver(kind), provider, server, max_retries=0)
+            runs.append(Driver(kind).stream(conv, "hi"))
+    assert normalise(runs[0]) == normalise(runs[1])
+    with FakeServer() as server:
+        dialect = open_provider(Driver("sync"), provider, server)._binding.dialect
+    decoder = dialect.decoder()
+    expected: list[StreamChunk] = []
+    try:
+        expected += decoder.feed(data)
+        expected += decoder.flush()
+    except promptkit.PromptKitError:
+        pass
+    delivered = [c for c in runs[0] if c.type in (ChunkType.TEXT, ChunkType.THINKING)]
+    assert [(c.type, c.text) for c in delivered] == [(c.type, c.text) for c in expected
+                                                     if c.type in (ChunkType.TEXT,
+                                                                   ChunkType.THINKING)]
+    ends = [c for c in runs[0] if c.type in (ChunkType.DONE, ChunkType.ERROR)]
+    assert len(ends) == 1 and ends[0] is runs[0][-1]
