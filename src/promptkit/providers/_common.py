@@ -153,3 +153,39 @@ class DecoderBase:
         """Raise the error that ended the stream, if any (``feed`` after it, ``finish``)."""
         if self._error is not None:
             raise self._error
+
+    def feed(self, data: bytes) -> list[StreamChunk]:
+        """Decode one network read; return its TEXT and THINKING chunks."""
+        self._check()
+        if self.done:
+            return []
+        try:
+            payloads = self._frame(data)
+        except ProviderError as exc:  # bytes that are not the framing at all
+            return self._settle([], exc)
+        return self._consume(payloads)
+
+    def flush(self) -> list[StreamChunk]:
+        """At EOF: the chunks of a final event that had no terminating newline."""
+        if self._flushed or self.done:
+            return []
+        self._flushed = True
+        try:
+            payloads = self._frame_end()
+        except ProviderError as exc:
+            return self._settle([], exc)
+        return self._consume(payloads)
+
+    # --- what each dialect provides ---------------------------------------------------------
+
+    def _frame(self, data: bytes) -> list[Any]:
+        """Split a read into the dialect's payloads (SSE data, NDJSON values ...)."""
+        raise NotImplementedError
+
+    def _frame_end(self) -> list[Any]:
+        """The payload left at end of stream, if any."""
+        raise NotImplementedError
+
+    def _consume(self, payloads: list[Any]) -> list[StreamChunk]:
+        """Apply payloads; return their chunks (errors wait behind earlier chunks)."""
+        raise NotImplementedError

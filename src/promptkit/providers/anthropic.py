@@ -245,19 +245,11 @@ class AnthropicDecoder(DecoderBase):
         self._usage_in: dict[str, Any] = {}
         self._usage_out: dict[str, Any] = {}
 
-    def feed(self, data: bytes) -> list[StreamChunk]:
-        """Decode one network read; return its TEXT and THINKING chunks."""
-        self._check()
-        if self.done:
-            return []
-        return self._consume(self._sse.decode_data(data))
+    def _frame(self, data: bytes) -> list[Any]:
+        return self._sse.decode_data(data)
 
-    def flush(self) -> list[StreamChunk]:
-        """At EOF: the chunks of a final event that had no trailing blank line."""
-        if self._flushed or self.done:
-            return []
-        self._flushed = True
-        return self._consume(self._sse.flush_data())
+    def _frame_end(self) -> list[Any]:
+        return self._sse.flush_data()
 
     def finish(self) -> RoundResult:
         """End of stream: the round's result, or the error that ended it early."""

@@ -252,19 +252,11 @@ class GeminiDecoder(DecoderBase):
         self._usage: dict[str, Any] | None = None
         self._model: str | None = None
 
-    def feed(self, data: bytes) -> list[StreamChunk]:
-        """Decode one network read; return its TEXT and THINKING chunks."""
-        self._check()
-        if self.done:
-            return []
-        return self._consume(self._frames.decode(data))
+    def _frame(self, data: bytes) -> list[Any]:
+        return self._frames.decode(data)
 
-    def flush(self) -> list[StreamChunk]:
-        """At EOF: the chunks of a final event that had no trailing blank line."""
-        if self._flushed or self.done:
-            return []
-        self._flushed = True
-        return self._consume(self._frames.flush())
+    def _frame_end(self) -> list[Any]:
+        return self._frames.flush()
 
     def finish(self) -> RoundResult:
         """End of stream: the round's result, or the error that ended it early."""

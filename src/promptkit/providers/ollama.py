@@ -194,27 +194,11 @@ class OllamaDecoder(DecoderBase):
         self._usage: Usage | None = None
         self._model: str | None = None
 
-    def feed(self, data: bytes) -> list[StreamChunk]:
-        """Decode one network read; return its TEXT and THINKING chunks."""
-        self._check()
-        if self.done:
-            return []
-        try:
-            values = self._lines.decode(data)
-        except ProviderError as exc:
-            return self._settle([], exc)
-        return self._consume(values)
+    def _frame(self, data: bytes) -> list[Any]:
+        return self._lines.decode(data)
 
-    def flush(self) -> list[StreamChunk]:
-        """At EOF: the chunks of a last line that had no newline."""
-        if self._flushed or self.done:
-            return []
-        self._flushed = True
-        try:
-            values = self._lines.flush()
-        except ProviderError as exc:
-            return self._settle([], exc)
-        return self._consume(values)
+    def _frame_end(self) -> list[Any]:
+        return self._lines.flush()
 
     def finish(self) -> RoundResult:
         """End of stream: the round's result, or the error that ended it early."""
