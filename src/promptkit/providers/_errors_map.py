@@ -322,3 +322,19 @@ def fallback_message(status: int, body: bytes) -> str:
     if len(text) > 200:
         text = text[:200] + "…"
     return f"HTTP {status} {phrase}: {text}"
+
+
+def status_error_from_body(status: int, headers: Mapping[str, str], body: bytes,
+                           provider: str) -> APIStatusError:
+    """The error for a non-2xx reply whose body is an OpenAI-style (or Ollama-style) error
+    envelope, or any text / HTML body."""
+    parsed: Any
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    message, code, error_type, _ = extract_error_fields(parsed)
+    raw = parsed if parsed is not None else body[:4000].decode("utf-8", "replace")
+    return build_status_error(status=status, message=message or fallback_message(status, body),
+                              provider=provider, body=raw, headers=headers, code=code,
+                              error_type=error_type)

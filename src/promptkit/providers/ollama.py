@@ -31,7 +31,6 @@ Decoding decisions:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from json import loads
 from typing import Any
 
 from promptkit._chunks import StreamChunk, text_chunk
@@ -59,7 +58,11 @@ from ._common import (
     tool_call,
     turns,
 )
-from ._errors_map import build_status_error, extract_error_fields, fallback_message
+from ._errors_map import (
+    build_status_error,
+    extract_error_fields,
+    status_error_from_body,
+)
 from ._parts import media_parts, ollama_image
 from ._response_format import json_schema_of
 
@@ -170,15 +173,7 @@ class OllamaDialect:
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:
         """The error for a non-2xx reply (``{"error": "<text>"}``, or any text body)."""
-        try:
-            parsed: Any = loads(body)
-        except ValueError:
-            parsed = None
-        message, code, error_type, _ = extract_error_fields(parsed)
-        raw = parsed if parsed is not None else body[:4000].decode("utf-8", "replace")
-        return build_status_error(status=status, message=message or fallback_message(status, body),
-                                  provider=self.name, body=raw, headers=headers, code=code,
-                                  error_type=error_type)
+        return status_error_from_body(status, headers, body, self.name)
 
 
 class OllamaDecoder(DecoderBase):

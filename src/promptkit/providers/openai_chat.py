@@ -48,7 +48,11 @@ from promptkit._messages import Message, ToolCall, Usage
 from promptkit.transport.sse import SSEDecoder
 
 from ._base import Endpoint, HTTPRequest, ModelRequest, RoundResult, ToolDefinition
-from ._errors_map import build_status_error, extract_error_fields, fallback_message
+from ._errors_map import (
+    build_status_error,
+    extract_error_fields,
+    status_error_from_body,
+)
 from ._parts import media_parts
 from ._response_format import json_schema_of, schema_name
 
@@ -139,17 +143,7 @@ class OpenAIChatDialect:
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:
         """The error for a non-2xx reply (OpenAI envelope, or any text / HTML body)."""
-        parsed: Any
-        try:
-            parsed = loads(body)
-        except ValueError:
-            parsed = None
-        message, code, error_type, _ = extract_error_fields(parsed)
-        if parsed is None:
-            parsed = body[:4000].decode("utf-8", "replace")
-        return build_status_error(
-            status=status, message=message or fallback_message(status, body),
-            provider=self.name, body=parsed, headers=headers, code=code, error_type=error_type)
+        return status_error_from_body(status, headers, body, self.name)
 
 
 def _messages(system: str, messages: Sequence[Message]) -> list[dict[str, Any]]:

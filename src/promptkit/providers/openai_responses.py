@@ -59,7 +59,11 @@ from ._common import (
     tool_call,
     turns,
 )
-from ._errors_map import build_status_error, extract_error_fields, fallback_message
+from ._errors_map import (
+    build_status_error,
+    extract_error_fields,
+    status_error_from_body,
+)
 from ._parts import media_parts, responses_part
 from ._response_format import json_schema_of, schema_name
 
@@ -199,15 +203,7 @@ class OpenAIResponsesDialect:
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:
         """The error for a non-2xx reply (OpenAI envelope, or any text / HTML body)."""
-        try:
-            parsed: Any = loads(body)
-        except ValueError:
-            parsed = None
-        message, code, error_type, _ = extract_error_fields(parsed)
-        raw = parsed if parsed is not None else body[:4000].decode("utf-8", "replace")
-        return build_status_error(status=status, message=message or fallback_message(status, body),
-                                  provider=self.name, body=raw, headers=headers, code=code,
-                                  error_type=error_type)
+        return status_error_from_body(status, headers, body, self.name)
 
 
 def _untyped(obj: dict[str, Any]) -> str:
