@@ -318,3 +318,23 @@ def test_break_without_with_closes_the_connection(driver: Driver, server: FakeSe
         for _ in conv.stream("hi"):
             break
     assert server.wait_idle(2.0)
+
+
+def test_connections_are_reused_across_turns_and_tool_rounds(driver: Driver,
+                                                             server: FakeServer) -> None:
+    server.enqueue(Reply.sse(OPENAI / "tool-call-then-usage.sse"),
+                   Reply.sse(OPENAI / "text-after-tool-result.sse"),
+                   Reply.sse(OPENAI / "text-after-tool-result.sse"))
+    conv = open_http(driver, server)
+    if driver.is_async:
+        import asyncio
+
+        async def turns() -> None:  # one event loop: the async pool lives per loop
+            await conv.send("capital?")
+            await conv.send("again")
+        asyncio.run(turns())
+    else:
+        driver.send(conv, "capital?")
+        driver.send(conv, "again")
+    assert len(server.requests) == 3
+    assert server.connections_opened == 1

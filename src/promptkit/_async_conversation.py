@@ -34,6 +34,7 @@ __all__ = ["AsyncConversation", "AsyncStream"]
 
 
 _MAX_CONCURRENT_TOOLS = 10
+_DRAIN_SECONDS = 0.05
 _DECISION_ATTEMPTS = 5
 _CONFLICT_ATTEMPTS = 5
 
@@ -217,6 +218,8 @@ class _AsyncTurn(TurnRun):
                     delivered = True
                     yield chunk
                 result = decoder.finish()
+                if decoder.done:
+                    await _drain(body)
                 box.append(RoundOutcome(result=result, delivered=delivered,
                                         first_content_at=clock.first_content_at))
             except asyncio.CancelledError:
@@ -253,6 +256,17 @@ class _AsyncTurn(TurnRun):
             return list(await asyncio.wait_for(gathered, remaining))
         except TimeoutError:
             raise TurnTimeout("the turn passed its deadline while its tools ran") from None
+
+
+async def _drain(body: AsyncBody) -> None:
+    """Read the little left after the dialect's terminator (the HTTP body's end usually
+    follows at once) so the connection goes back to the pool; give up after 50 ms."""
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while await body.read():
+                pass
+    except (TimeoutError, APIConnectionError):
+        pass
 
 
 async def _invoke(run: Invocation) -> ToolResult:
