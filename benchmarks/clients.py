@@ -19,6 +19,7 @@ error. ``ttft`` is from the start of the stream's first request to its first ans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -26,6 +27,7 @@ import resource
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -713,7 +715,17 @@ def run_job(job: Job) -> dict[str, Any]:
         return {"skipped": str(skip)}
 
 
+def apply_nice() -> None:
+    """Run at the niceness ``run.py --nice`` asked for (PROMPTKIT_BENCH_NICE), if allowed."""
+    nice = int(os.environ.get("PROMPTKIT_BENCH_NICE") or 0)
+    if nice:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
 def main() -> None:
+    apply_nice()
+    warnings.simplefilter("ignore")  # SDK deprecation notices about the mock's model names
     job = Job(**json.loads(sys.argv[1]))
     result = run_job(job)
     sys.stdout.write(json.dumps(result) + "\n")

@@ -178,9 +178,12 @@ def markdown(results: dict[str, Any], summary: dict[str, Any], png: str) -> str:
         f"- **Method**: mock upstream `benchmarks/upstream.py` in its own process "
         f"({results.get('upstream_loop', '?')} event loop); every measurement in a fresh "
         f"client process; clients alternate; medians of {cfg['reps']} runs. "
-        f"Concurrency: N workers each streaming {cfg['rounds']} streams back to back "
-        "(asyncio tasks; one thread per worker for the sync clients), a fresh conversation "
-        "per stream for promptkit.",
+        + (f"Concurrency: N workers each streaming {cfg['rounds']} streams back to back "
+           if cfg["rounds"] > 1 else "Concurrency: N streams started at once ")
+        + "(asyncio tasks; one thread per stream for the sync clients), a fresh conversation "
+        "per stream for promptkit."
+        + (f" Benchmark processes ran at niceness {results['nice']} (the machine is shared)."
+           if results.get("nice") else ""),
         "",
     ]
     lines += _cpu_section(summary)

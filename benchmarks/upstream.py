@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import socket
 import time
@@ -415,6 +416,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tools", action="store_true", help="tool call first, answer after")
     parser.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     args = parser.parse_args(argv)
+    nice = int(os.environ.get("PROMPTKIT_BENCH_NICE") or 0)  # set by run.py --nice
+    if nice:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
     defaults = Settings(args.chunks, args.first, args.gap, args.tools)
     runner: Any = asyncio.run
     if not args.no_uvloop:
