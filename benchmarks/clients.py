@@ -31,64 +31,25 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.util import find_spec
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-PACK = HERE / "bench.pack.json"
-SYSTEM = "You are a helpful assistant. Answer briefly."
-USER = "Hello! Tell me something interesting."
-TOOL_USER = "What's the weather in London?"
-MODEL = "gpt-4o-mini"
-CLAUDE = "claude-sonnet-4-5"
-TOOLS_OPENAI = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Get current weather for a city",
-    "parameters": {"type": "object", "properties": {
-        "city": {"type": "string", "description": "The city name"},
-        "country": {"type": "string", "description": "The country code or name"}},
-        "required": ["city", "country"]}}}]
-TOOLS_ANTHROPIC = [{"name": "get_weather", "description": "Get current weather for a city",
-                    "input_schema": TOOLS_OPENAI[0]["function"]["parameters"]}]  # type: ignore[index]
-WEATHER = {"city": "London", "temperature": 22.5, "conditions": "Partly cloudy"}
-H_OPENAI = {"content-type": "application/json", "accept": "text/event-stream",
-            "authorization": "Bearer x"}
-H_ANTHROPIC = {"content-type": "application/json", "accept": "text/event-stream",
-               "x-api-key": "x", "anthropic-version": "2023-06-01"}
-
-perf = time.perf_counter
-
-
-@dataclass
-class Job:
-    """What one client process does (decoded from the JSON argument)."""
-
-    client: str
-    mode: str  # cpu | idle | conc | check
-    base: str  # http://127.0.0.1:PORT
-    streams: int = 1  # cpu: streams in the measured loop
-    chunks: int = 30
-    first: float = 0.0
-    gap: float = 0.0
-    tools: bool = False
-    concurrency: int = 1
-    rounds: int = 1
-
-    def prefix(self, chunks: int | None = None, first: float | None = None,
-               gap: float | None = None) -> str:
-        """Base URL carrying the stream settings (every SDK keeps a base URL's path)."""
-        c = self.chunks if chunks is None else chunks
-        f = self.first if first is None else first
-        g = self.gap if gap is None else gap
-        return f"{self.base}/cfg/chunks={c},first={f},gap={g},tools={int(self.tools)}"
-
-
-class Outcome:
-    __slots__ = ("n", "ttft")
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.ttft: float | None = None
-
+from bench_common import (
+    CLAUDE,
+    H_ANTHROPIC,
+    H_OPENAI,
+    MODEL,
+    PACK,
+    SYSTEM,
+    TOOL_USER,
+    TOOLS_ANTHROPIC,
+    TOOLS_OPENAI,
+    USER,
+    WEATHER,
+    Job,
+    Outcome,
+    perf,
+)
+from clients_sdk import AnthropicSDK, OpenAISDK
 
 # --- the floors: SSE split on b"\n\n" + json.loads, nothing else -----------------------------
 
@@ -429,117 +390,6 @@ class PromptkitSync:
 
 
 # --- the official SDKs ---------------------------------------------------------------------------
-
-
-class OpenAISDK:
-    """``AsyncOpenAI`` (defaults), ``stream=True`` with ``include_usage``."""
-
-    async def setup(self, job: Job) -> None:
-        import openai
-
-        self.root = openai.AsyncOpenAI(base_url=job.base + "/v1", api_key="x")
-        self.clients: dict[str, Any] = {}
-
-    def _client(self, prefix: str) -> Any:
-        """The one client, its base URL carrying the stream settings (same connection pool)."""
-        client = self.clients.get(prefix)
-        if client is None:
-            client = self.clients[prefix] = self.root.with_options(base_url=prefix + "/v1")
-        return client
-
-    async def stream(self, prefix: str, tools: bool) -> Outcome:
-        client = self._client(prefix)
-        out = Outcome()
-        started = perf()
-        messages: list[Any] = [{"role": "system", "content": SYSTEM},
-                               {"role": "user", "content": TOOL_USER if tools else USER}]
-        extra: dict[str, Any] = {"tools": TOOLS_OPENAI} if tools else {}
-        call_id, args = await self._one(client, messages, extra, out, started)
-        if tools:
-            messages += [{"role": "assistant", "content": None, "tool_calls": [
-                {"id": call_id, "type": "function",
-                 "function": {"name": "get_weather", "arguments": args}}]},
-                {"role": "tool", "tool_call_id": call_id, "content": json.dumps(WEATHER)}]
-            await self._one(client, messages, extra, out, started)
-        return out
-
-    async def _one(self, client: Any, messages: list[Any], extra: dict[str, Any], out: Outcome,
-                   started: float) -> tuple[str, str]:
-        call_id, args = "", []
-        stream = await client.chat.completions.create(
-            model=MODEL, messages=messages, stream=True,
-            stream_options={"include_usage": True}, **extra)
-        async with stream:
-            async for chunk in stream:
-                if chunk.choices:
-                    delta = chunk.choices[0].delta
-                    if delta.content:
-                        if out.ttft is None:
-                            out.ttft = perf() - started
-                        out.n += 1
-                    elif delta.tool_calls:
-                        call = delta.tool_calls[0]
-                        call_id = call.id or call_id
-                        args.append(call.function.arguments or "")
-        return call_id, "".join(args)
-
-    async def close(self) -> None:
-        await self.root.close()
-
-
-class AnthropicSDK:
-    """``AsyncAnthropic`` (defaults), ``messages.create(stream=True)`` (raw events)."""
-
-    async def setup(self, job: Job) -> None:
-        import anthropic
-
-        self.root = anthropic.AsyncAnthropic(base_url=job.base, api_key="x")
-        self.clients: dict[str, Any] = {}
-
-    def _client(self, prefix: str) -> Any:
-        client = self.clients.get(prefix)
-        if client is None:
-            client = self.clients[prefix] = self.root.with_options(base_url=prefix)
-        return client
-
-    async def stream(self, prefix: str, tools: bool) -> Outcome:
-        client = self._client(prefix)
-        out = Outcome()
-        started = perf()
-        messages: list[Any] = [{"role": "user", "content": TOOL_USER if tools else USER}]
-        extra: dict[str, Any] = {"tools": TOOLS_ANTHROPIC} if tools else {}
-        call_id, args = await self._one(client, messages, extra, out, started)
-        if tools:
-            messages += [
-                {"role": "assistant", "content": [{"type": "tool_use", "id": call_id,
-                                                   "name": "get_weather",
-                                                   "input": json.loads(args)}]},
-                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id,
-                                              "content": json.dumps(WEATHER)}]}]
-            await self._one(client, messages, extra, out, started)
-        return out
-
-    async def _one(self, client: Any, messages: list[Any], extra: dict[str, Any], out: Outcome,
-                   started: float) -> tuple[str, str]:
-        call_id, args = "", []
-        stream = await client.messages.create(model=CLAUDE, max_tokens=1024, system=SYSTEM,
-                                              messages=messages, stream=True, **extra)
-        async with stream:
-            async for event in stream:
-                kind = event.type
-                if kind == "content_block_delta":
-                    if event.delta.type == "text_delta":
-                        if out.ttft is None:
-                            out.ttft = perf() - started
-                        out.n += 1
-                    elif event.delta.type == "input_json_delta":
-                        args.append(event.delta.partial_json)
-                elif kind == "content_block_start" and event.content_block.type == "tool_use":
-                    call_id = event.content_block.id
-        return call_id, "".join(args)
-
-    async def close(self) -> None:
-        await self.root.close()
 
 
 class Skip(Exception):

@@ -157,6 +157,11 @@ def run_client(upstream: Upstream, job: dict[str, Any], timeout: float = 300) ->
         result: dict[str, Any] = json.loads(lines[-1])
     except (IndexError, ValueError):
         return {"failed": (done.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    for part in (result, *(v for v in result.values() if isinstance(v, dict))):
+        ttfts = part.pop("ttfts", None)
+        if ttfts is not None:  # keep percentiles, not every stream's value
+            part["streams_ok"] = len(ttfts)
+            part["ttft"] = {f"p{q}": report.percentile(ttfts, q / 100) for q in (50, 90, 99, 100)}
     wall = result.get("wall") or elapsed
     result["server_cpu"] = after["cpu"] - before["cpu"]
     result["server_share"] = result["server_cpu"] / wall if wall else None
@@ -389,7 +394,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="niceness of the upstream and clients (full run: -10, which needs "
                              "root; ignored where not allowed), so that other processes on a "
                              "shared machine disturb the measurements less")
+    parser.add_argument("--report-only", metavar="JSON",
+                        help="rewrite the markdown and plot from a results file, run nothing")
     args = parser.parse_args(argv)
+    if args.report_only:
+        results = json.loads(Path(args.report_only).read_text())
+        docs = Path(args.out) if args.out else ROOT / "docs"
+        summary = report.summarize(results)
+        (docs / "benchmarks.md").write_text(report.markdown(results, summary, "benchmarks.png"))
+        report.plot(summary, docs / "benchmarks.png")
+        print(report.console(summary, results))
+        return 0
     PRIORITY["nice"] = args.nice if args.nice is not None else (0 if args.quick else -10)
     cfg = dict(QUICK if args.quick else FULL)
     if args.reps:
