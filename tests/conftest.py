@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from support import Driver
+
+# Property tests assert results, not speed: no per-example deadline (CI machines get busy).
+settings.register_profile("promptkit", deadline=None)
+settings.load_profile("promptkit")
 
 PROVIDER_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
                 "GEMINI_API_KEY", "GOOGLE_API_KEY", "OLLAMA_HOST", "PROMPTKIT_PROVIDER",
