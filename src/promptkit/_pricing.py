@@ -37,6 +37,7 @@ class Price:
 _lock = threading.Lock()
 _table: dict[str, Price] | None = None
 _user: dict[str, Price] = {}
+_memo: dict[str, Price | None] = {}  # model name → price, so a turn never rescans the table
 
 
 def _load() -> dict[str, Price]:
@@ -55,19 +56,27 @@ def set_price(model: str, *, input: float, output: float, cached_input: float | 
     """
     with _lock:
         _user[model.lower()] = Price(input=input, output=output, cached_input=cached_input)
+        _memo.clear()
 
 
 def price_for(model: str) -> Price | None:
     """The price of ``model``, or ``None`` if unknown."""
-    name = model.lower().rsplit("/", 1)[-1]
     with _lock:
-        tables = (_user, _load())
-        for table in tables:
-            if name in table:
-                return table[name]
-        # the longest known name followed by "-": a user price wins only if at least as long
-        candidates = [(len(k), -rank, table[k]) for rank, table in enumerate(tables)
-                      for k in table if name.startswith(k + "-")]
+        if model not in _memo:
+            _memo[model] = _lookup(model)
+        return _memo[model]
+
+
+def _lookup(model: str) -> Price | None:
+    """The price of ``model`` from the tables (the caller holds ``_lock``)."""
+    name = model.lower().rsplit("/", 1)[-1]
+    tables = (_user, _load())
+    for table in tables:
+        if name in table:
+            return table[name]
+    # the longest known name followed by "-": a user price wins only if at least as long
+    candidates = [(len(k), -rank, table[k]) for rank, table in enumerate(tables)
+                  for k in table if name.startswith(k + "-")]
     return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else None
 
 
