@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 __all__ = ["AsyncHTTPTransport"]
 
 # what a pooled connection the server already closed raises before any response byte
-_STALE_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)
+# What a pooled connection the server had already closed looks like: a disconnect, a reset, or
+# a failed write of the request ("Can not write request body", a ClientOSError). Nothing of the
+# request was processed, so one retry on a fresh connection is safe.
+_STALE_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError,
+                 aiohttp.ClientOSError)
 _MID_STREAM_ERRORS = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError)
 
 
