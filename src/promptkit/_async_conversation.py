@@ -3,7 +3,7 @@
 It runs the same turn engine as the blocking driver with asyncio I/O: the aiohttp transport,
 tool handlers as tasks (blocking ones in threads), ``asyncio.sleep`` for backoff. Timeouts use
 one watchdog timer per model call that is re-armed only when it fires, so the per-chunk cost
-is a clock read, not a timer.
+is a clock read, not a timer; a stream shorter than the idle timeout arms exactly one.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ._pending import HeldKind, PendingToolCall, PendingToolError, check_decisio
 from ._stream_base import StreamFacade, TurnRun, connection_error
 from ._timeouts import RoundClock
 from ._tools import Invocation, result_from_exception, result_from_value, timed_out
-from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, TurnPlan, run_turn
+from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, TurnPlan
 from .providers._base import ModelRequest, RoundDecoder
 from .stores._protocol import ConflictError
 from .transport._base import AsyncBody
@@ -42,39 +42,35 @@ _CONFLICT_ATTEMPTS = 5
 class _Watchdog:
     """Cancels the reading task when the round clock's current limit passes.
 
-    When the reader moves ``clock.limit`` later, the timer notices only when it fires and then
-    re-arms itself for the new limit; the reader calls :meth:`rearm` only when the limit moves
-    earlier than the armed moment (at the first content event, when the idle limit replaces a
-    longer first-token limit).
+    The reader only moves ``clock.limit`` (a clock read per network read); the timer notices
+    when it fires and re-arms itself for the new limit. It is first armed for the earliest
+    moment the limit can ever have (``now + idle`` when that comes before the first-token
+    limit: content can only move the limit to at least that), so the reader never has to
+    re-arm it.
     """
 
-    __slots__ = ("_handle", "_loop", "_task", "clock", "error", "when")
+    __slots__ = ("_handle", "_loop", "_task", "clock", "error")
 
-    def __init__(self, clock: RoundClock) -> None:
+    def __init__(self, clock: RoundClock, now: float) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self.clock = clock
         self.error: ProviderError | None = None
-        self._handle = self._arm()
+        self._handle = self._arm(min(clock.limit, now + clock.idle), now)
 
-    def _arm(self) -> asyncio.TimerHandle:
+    def _arm(self, when: float, now: float) -> asyncio.TimerHandle:
         # RoundClock uses time.monotonic(), as does the default event loop's clock.
-        now = time.monotonic()
-        delay = min(max(0.0, self.clock.limit - now), 86400.0)
-        self.when = now + delay
+        delay = min(max(0.0, when - now), 86400.0)
         return self._loop.call_later(delay, self._fire)
 
-    def rearm(self) -> None:
-        self._handle.cancel()
-        self._handle = self._arm()
-
     def _fire(self) -> None:
-        if time.monotonic() >= self.clock.limit:
+        now = time.monotonic()
+        if now >= self.clock.limit:
             self.error = self.clock.expired_error()
             if self._task is not None:
                 self._task.cancel()
         else:
-            self._handle = self._arm()
+            self._handle = self._arm(self.clock.limit, now)
 
     def stop(self) -> None:
         self._handle.cancel()
@@ -143,7 +139,7 @@ class _AsyncTurn(TurnRun):
         try:
             history, self.version = await conversation._load()
             self.prepare(history)
-            engine = run_turn(self.plan)
+            engine = self.engine()
             action: Any = next(engine)
             while True:
                 kind = type(action)
@@ -184,11 +180,12 @@ class _AsyncTurn(TurnRun):
         conversation = self.conversation
         binding = conversation._binding
         timeouts = conversation._timeouts
-        clock = RoundClock.start(timeouts, self.plan.deadline, time.monotonic())
+        now = time.monotonic()
+        clock = RoundClock.start(timeouts, self.plan.deadline, now)
         delivered = False
         body: AsyncBody | None = None
         decoder: RoundDecoder | None = None
-        watchdog = _Watchdog(clock)
+        watchdog = _Watchdog(clock, now)
         try:
             try:
                 http_request = binding.dialect.build_request(request)
@@ -209,8 +206,6 @@ class _AsyncTurn(TurnRun):
                     if decoder.events != events:
                         events = decoder.events
                         clock.content(monotonic())
-                        if clock.limit < watchdog.when:
-                            watchdog.rearm()
                     for chunk in chunks:
                         delivered = True
                         yield chunk
@@ -218,7 +213,7 @@ class _AsyncTurn(TurnRun):
                     delivered = True
                     yield chunk
                 result = decoder.finish()
-                if decoder.done:
+                if decoder.done and not body.at_eof():
                     await _drain(body)
                 box.append(RoundOutcome(result=result, delivered=delivered,
                                         first_content_at=clock.first_content_at))

@@ -22,7 +22,7 @@ from ._pending import HeldKind, PendingToolCall, PendingToolError, check_decisio
 from ._stream_base import StreamFacade, TurnRun, connection_error
 from ._timeouts import RoundClock
 from ._tools import Invocation, result_from_exception, result_from_value, timed_out
-from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, TurnPlan, run_turn
+from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, TurnPlan
 from .providers._base import ModelRequest, RoundDecoder
 from .stores._protocol import ConflictError
 from .transport._base import ReadTimeout, SyncBody
@@ -94,7 +94,7 @@ class _SyncTurn(TurnRun):
         try:
             history, self.version = conversation._load()
             self.prepare(history)
-            engine = run_turn(self.plan)
+            engine = self.engine()
             action: Any = next(engine)
             while True:
                 kind = type(action)

@@ -6,10 +6,10 @@ No I/O happens here (apart from the in-memory store calls of the sync side); the
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -67,7 +67,7 @@ class ConversationCore:
         self._binding = binding
         self._variables = variables
         self._store = store
-        self._id = conversation_id or uuid.uuid4().hex
+        self._id = conversation_id or new_conversation_id()
         self._timeouts = timeouts
         self._retry = RetryPolicy(max_retries=max_retries)
         self._mcp_servers: list[MCPServer] = list(mcp_servers)
@@ -248,6 +248,8 @@ class ConversationCore:
         """The tools offered to the model: the prompt's pack tools that have a handler, then
         code-defined tools (handlers with a signature schema that the pack does not declare);
         never a blocklisted one."""
+        if not registered:
+            return ()
         blocked = set(self._prompt.tool_policy.blocklist)
         definitions = []
         for name in self._prompt.tools:
@@ -293,7 +295,6 @@ class ConversationCore:
             provider=self.provider,
             model=self.model,
             system=system,
-            history=(),
             user_message=user,
             tools=tools,
             handlers=handlers,
@@ -334,7 +335,7 @@ class ConversationCore:
     def _fork_kwargs(self) -> dict[str, Any]:
         from ._resume import MetadataBinding
 
-        conversation_id = uuid.uuid4().hex  # unique, and short however deep forks nest
+        conversation_id = new_conversation_id()  # unique, and short however deep forks nest
         variables = self._variables.copy()
         store = self._store
         if isinstance(store, MetadataBinding):  # the fork saves its own variables
@@ -366,7 +367,18 @@ def _user_message(message: str | Message, images: Iterable[MediaSource] | None =
     return replace(message, extra={**message.extra, "parts": parts})
 
 
+def new_conversation_id() -> str:
+    """A fresh conversation id: a random (version 4) UUID as 32 hex digits, made without the
+    cost of a ``uuid.UUID`` object (a conversation per request is a common pattern)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
+
+
+@functools.lru_cache(maxsize=256)
 def _compile(template: str) -> Any:
+    """The compiled system template (immutable, so conversations of one prompt share it)."""
     from ._template import CompiledTemplate
 
     return CompiledTemplate(template)

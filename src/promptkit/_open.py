@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._core import new_conversation_id
+from ._resume import MetadataBinding, accepts_metadata
 from ._timeouts import Timeouts
+from ._variables import VariableSet
+from .providers._select import resolve_provider
+from .stores._protocol import check_conversation_id
+from .stores.memory import MemoryStore
 
 if TYPE_CHECKING:
     from ._async_conversation import AsyncConversation
@@ -15,6 +20,8 @@ if TYPE_CHECKING:
     from ._pack import Pack
 
 __all__ = ["open", "open_async"]
+
+_DEFAULT_TIMEOUTS = Timeouts()  # immutable, so every conversation can share it
 
 
 def _conversation_kwargs(
@@ -35,12 +42,6 @@ def _conversation_kwargs(
     on_conflict: str = "raise",
     response_format: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from ._resume import MetadataBinding, accepts_metadata
-    from ._variables import VariableSet
-    from .providers._select import resolve_provider
-    from .stores._protocol import check_conversation_id
-    from .stores.memory import MemoryStore
-
     spec = pack.prompt(prompt)
     if max_retries < 0:
         raise ValueError("max_retries must be 0 or more")
@@ -58,12 +59,12 @@ def _conversation_kwargs(
     elif accepts_metadata(store):
         # A store the caller shares: save pack, prompt and variables with every turn, so the
         # conversation can be resumed (promptkit.resume) and listed.
-        conversation_id = conversation_id or uuid.uuid4().hex
+        conversation_id = conversation_id or new_conversation_id()
         store = MetadataBinding(store, conversation_id=conversation_id, pack=pack, prompt=spec,
                                 variables=values)
     return {
         "pack": pack, "prompt": spec, "binding": binding, "variables": values,
-        "store": store, "conversation_id": conversation_id, "timeouts": timeouts or Timeouts(),
+        "store": store, "conversation_id": conversation_id, "timeouts": timeouts or _DEFAULT_TIMEOUTS,
         "max_retries": max_retries, "on_conflict": on_conflict,
         "response_format": response_format,
     }

@@ -3,23 +3,24 @@
 A stream is two objects on purpose. The *turn* (a ``TurnRun`` subclass in each driver) owns the
 generator that runs the engine; the *stream* the user holds owns the turn and that generator.
 The generator references only the turn, never the stream, so there is no reference cycle:
-``for chunk in conv.stream(...): break`` drops the generator at once, and a finaliser attached
-to it releases the conversation for the next turn immediately (the generator's own ``finally``
-closes the HTTP response). Nothing of an abandoned turn is committed.
+``for chunk in conv.stream(...): break`` drops the generator at once, and a weak reference
+to it with a callback releases the conversation for the next turn immediately, started or not
+(the generator's own ``finally`` closes the HTTP response; an async generator's runs later, in
+the task the event loop schedules for it). Nothing of an abandoned turn is committed.
 """
 
 from __future__ import annotations
 
 import time
 import weakref
-from dataclasses import replace
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from ._chunks import ChunkType, Response, StreamChunk
 from ._errors import APIConnectionError, PromptKitError, StreamInterruptedError, TurnTimeout
 from ._messages import Message
 from ._pending import PendingToolError, pending_calls, visible
-from ._turn import TurnPlan, resume_items
+from ._turn import ResumeItem, TurnPlan, resume_items, run_turn
 
 if TYPE_CHECKING:
     from ._core import ConversationCore
@@ -31,12 +32,14 @@ __all__ = ["StreamFacade", "TurnRun"]
 class TurnRun:
     """The state of one turn: its plan, the store version it started from, and its outcome."""
 
-    __slots__ = ("__weakref__", "_released", "conversation", "error", "plan", "response",
-                 "version")
+    __slots__ = ("_released", "_watch", "conversation", "error", "history", "plan", "response",
+                 "resume", "version")
 
     def __init__(self, conversation: ConversationCore, plan: TurnPlan) -> None:
         self.conversation = conversation
         self.plan = plan
+        self.history: tuple[Message, ...] = ()
+        self.resume: tuple[ResumeItem, ...] = ()
         self.version = 0
         self.response: Response | None = None
         self.error: PromptKitError | None = None
@@ -47,6 +50,15 @@ class TurnRun:
         if not self._released:
             self._released = True
             self.conversation._end_turn()
+
+    def watch(self, generator: Any) -> None:
+        """Release the conversation the moment ``generator`` is dropped (module docstring)."""
+        # A plain weak reference is far cheaper than weakref.finalize; it lives on the turn,
+        # and CPython drops its callback (so the turn's reference) once it has fired.
+        self._watch = weakref.ref(generator, self._generator_gone)
+
+    def _generator_gone(self, _ref: Any) -> None:
+        self.release()
 
     def final_chunk(self) -> StreamChunk | None:
         """The DONE or ERROR chunk that ends the stream, once the turn is over."""
@@ -68,7 +80,8 @@ class TurnRun:
         """Complete the plan with the loaded history: a new turn must find nothing held; a
         resumed one takes the decisions on the held calls."""
         if self.plan.user_message is None:
-            self.plan = replace(self.plan, history=visible(history), resume=resume_items(history))
+            self.history = visible(history)
+            self.resume = resume_items(history)
             return
         held, _ = pending_calls(history)
         if held:
@@ -76,7 +89,11 @@ class TurnRun:
             raise PendingToolError(
                 f"the last turn is waiting on held tool call(s) {ids}: decide them "
                 "(approve/reject, send_tool_result/reject_client_tool) and call resume()")
-        self.plan = replace(self.plan, history=visible(history))
+        self.history = visible(history)
+
+    def engine(self) -> Generator[Any, Any, Response]:
+        """The turn engine for the prepared history (see :func:`~promptkit._turn.run_turn`)."""
+        return run_turn(self.plan, self.history, self.resume)
 
     def backoff_allowed(self, seconds: float) -> None:
         """Raise TurnTimeout if waiting ``seconds`` would pass the turn's deadline."""
@@ -107,8 +124,7 @@ class StreamFacade:
     def _attach(self, turn: TurnRun, chunks: Any) -> None:
         self._turn = turn
         self._chunks = chunks
-        # Released the moment the generator is dropped, started or not (see module docstring).
-        weakref.finalize(chunks, turn.release)
+        turn.watch(chunks)
 
     @property
     def response(self) -> Response | None:

@@ -104,9 +104,7 @@ class TurnPlan:
     provider: str
     model: str
     system: str
-    history: tuple[Message, ...]
     user_message: Message | None
-    resume: tuple[ResumeItem, ...] = ()
     tools: tuple[ToolDefinition, ...] = ()
     handlers: Mapping[str, RegisteredTool] = field(default_factory=dict)
     allowed_tools: frozenset[str] | None = None
@@ -121,16 +119,19 @@ class TurnPlan:
     started: float = 0.0
 
 
-def run_turn(plan: TurnPlan) -> Generator[Action, Any, Response]:
-    """Run one turn; see the module docstring for the protocol."""
+def run_turn(plan: TurnPlan, history: tuple[Message, ...],
+             resume: tuple[ResumeItem, ...] = ()) -> Generator[Action, Any, Response]:
+    """Run one turn after ``history`` (the committed messages providers see); ``resume``
+    holds the decided calls of a held turn being continued. See the module docstring for the
+    protocol."""
     added: list[Message] = [] if plan.user_message is None else [plan.user_message]
     state = _TurnState(plan)
     result: RoundResult | None = None
-    if plan.resume:  # a held turn continues: the decided calls' results come first
-        yield from _resume_calls(plan, state, added)
+    if resume:  # a held turn continues: the decided calls' results come first
+        yield from _resume_calls(resume, plan, state, added)
     while True:
         request = ModelRequest(
-            model=plan.model, system=plan.system, messages=plan.history + tuple(added),
+            model=plan.model, system=plan.system, messages=history + tuple(added),
             tools=plan.tools, parameters=plan.parameters,
             tool_choice=_tool_choice(plan, state.tool_rounds),
             response_format=plan.response_format,
@@ -241,10 +242,10 @@ def _run_and_record(round_plan: RoundPlan, state: _TurnState, added: list[Messag
         yield Emit(StreamChunk(type=ChunkType.TOOL_RESULT, tool_result=slot))
 
 
-def _resume_calls(plan: TurnPlan, state: _TurnState, added: list[Message]
-                  ) -> Generator[Action, Any, None]:
+def _resume_calls(resume: tuple[ResumeItem, ...], plan: TurnPlan, state: _TurnState,
+                  added: list[Message]) -> Generator[Action, Any, None]:
     """Turn the decisions on held calls into tool results (running the approved ones)."""
-    to_run = [item.call for item in plan.resume if item.result is None]
+    to_run = [item.call for item in resume if item.result is None]
     round_plan = plan_calls(
         to_run, plan.handlers, schemas=state.schemas, allowed=plan.allowed_tools,
         blocklist=plan.blocklist, conversation_id=plan.conversation_id,
@@ -252,7 +253,7 @@ def _resume_calls(plan: TurnPlan, state: _TurnState, added: list[Message]
     decided = iter(round_plan.slots)
     slots: list[ToolResult | None] = []
     runs = []
-    for item in plan.resume:
+    for item in resume:
         if item.result is not None:
             slots.append(item.result)
             continue
@@ -261,7 +262,7 @@ def _resume_calls(plan: TurnPlan, state: _TurnState, added: list[Message]
             run = next(r for r in round_plan.runs if r.call is item.call)
             runs.append(replace(run, index=len(slots)))
         slots.append(slot)
-    state.calls.extend(item.call for item in plan.resume)
+    state.calls.extend(item.call for item in resume)
     yield from _run_and_record(RoundPlan(runs, slots), state, added)
 
 

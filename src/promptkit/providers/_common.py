@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from json import loads
 from typing import Any
 
 from promptkit._chunks import ChunkType, StreamChunk, text_chunk
 from promptkit._errors import ProviderError, StreamProtocolError
+from promptkit._json import loads
 from promptkit._messages import Message, ToolCall, ToolResult
 
 __all__ = [

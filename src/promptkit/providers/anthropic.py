@@ -36,11 +36,11 @@ Decoding decisions:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from json import loads
 from typing import Any
 
 from promptkit._chunks import StreamChunk, text_chunk
 from promptkit._errors import APIStatusError, ProviderError, StreamInterruptedError
+from promptkit._json import loads
 from promptkit._messages import Message, ToolResult, Usage
 from promptkit.transport.sse import SSEDecoder
 

@@ -41,12 +41,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import groupby
-from json import loads
 from typing import Any
 from urllib.parse import quote
 
 from promptkit._chunks import StreamChunk, text_chunk
 from promptkit._errors import APIStatusError, ProviderError, StreamInterruptedError
+from promptkit._json import loads
 from promptkit._messages import Message, ToolResult, Usage
 
 from ._base import Endpoint, HTTPRequest, ModelRequest, RoundResult, ToolDefinition

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from json import loads
 from typing import Any
 
 from promptkit._chunks import StreamChunk, text_chunk
@@ -44,6 +43,7 @@ from promptkit._errors import (
     StreamInterruptedError,
     StreamProtocolError,
 )
+from promptkit._json import loads
 from promptkit._messages import Message, ToolCall, Usage
 from promptkit.transport.sse import SSEDecoder
 

@@ -64,6 +64,10 @@ class AsyncBody(Protocol):
 
     async def read_all(self, limit: int = 1 << 20) -> bytes: ...
 
+    def at_eof(self) -> bool:
+        """Whether the whole body has arrived and been read (the connection can be reused)."""
+        ...
+
     def close(self) -> None: ...
 
 

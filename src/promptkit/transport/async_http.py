@@ -90,7 +90,7 @@ class AsyncHTTPTransport:
             tuple[aiohttp.ClientSession, AsyncGenerator[None, None]],
         ] = {}
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
-        self._proxies: dict[tuple[str, str, int], ProxyInfo | None] = {}
+        self._proxies: dict[str, ProxyInfo | None] = {}  # by request URL
 
     def __repr__(self) -> str:
         return f"AsyncHTTPTransport(limit={self._limit}, limit_per_host={self._limit_per_host})"
@@ -103,7 +103,7 @@ class AsyncHTTPTransport:
             limit = _finite(connect_timeout)  # math.inf from a driver: no limit
             timeout = aiohttp.ClientTimeout(total=None, connect=limit, sock_connect=limit)
             self._timeouts[connect_timeout] = timeout
-        proxy = self._proxy(request.url) if self._trust_env else None
+        proxy = self._proxy(request.url) if self._trust_env else None  # cached per URL
         headers = request.headers
         proxy_headers = None  # for the CONNECT of an https tunnel
         proxy_auth = proxy.auth_header() if proxy is not None else None
@@ -201,13 +201,14 @@ class AsyncHTTPTransport:
         return session
 
     def _proxy(self, url: str) -> ProxyInfo | None:
-        origin = _origin(url)
-        if origin in self._proxies:
-            return self._proxies[origin]
-        proxy = env_proxy(*origin)
-        if len(self._proxies) >= 256:  # e.g. HTTP tools calling many hosts: keep it bounded
+        try:
+            return self._proxies[url]
+        except KeyError:
+            pass
+        proxy = env_proxy(*_origin(url))
+        if len(self._proxies) >= 256:  # e.g. HTTP tools calling many URLs: keep it bounded
             self._proxies.clear()
-        self._proxies[origin] = proxy
+        self._proxies[url] = proxy
         return proxy
 
 
@@ -218,18 +219,13 @@ async def _finish(guard: AsyncGenerator[None, None]) -> None:
 class _AsyncBody:
     """An open response (an :class:`~promptkit.transport._base.AsyncBody`) that owns it."""
 
-    __slots__ = ("_broken", "_closed", "_readany", "_response", "headers", "status")
+    __slots__ = ("_broken", "_closed", "_headers", "_readany", "_response", "status")
 
     status: int
-    headers: Mapping[str, str]
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self.status = response.status
-        headers: dict[str, str] = {}
-        for raw_name, value in response.headers.items():
-            name = raw_name.lower()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        self.headers = headers
+        self._headers: dict[str, str] | None = None
         self._response = response
         self._readany = response.content.readany
         self._broken = False
@@ -237,6 +233,18 @@ class _AsyncBody:
 
     def __repr__(self) -> str:
         return f"<AsyncBody status={self.status} closed={self._closed}>"
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The response headers, names lower-cased, repeated ones joined with ", " (built on
+        first use: a successful stream never needs them)."""
+        if self._headers is None:
+            headers: dict[str, str] = {}
+            for raw_name, value in self._response.headers.items():
+                name = raw_name.lower()
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            self._headers = headers
+        return self._headers
 
     async def read(self) -> bytes:
         """Return the next bytes available; ``b""`` at EOF."""
@@ -263,6 +271,10 @@ class _AsyncBody:
             parts.append(data)
             size += len(data)
         return b"".join(parts)[:limit]
+
+    def at_eof(self) -> bool:
+        """Whether the whole body has arrived and been read."""
+        return self._response.content.at_eof()
 
     def close(self) -> None:
         """Reuse the connection if the whole body arrived, else close it. Sync, idempotent."""

@@ -67,6 +67,9 @@ class _Body:
     def read_all(self, timeout: float | None, limit: int = 1 << 20) -> bytes:
         return b"".join(self._pieces[self._index:])[:limit]
 
+    def at_eof(self) -> bool:
+        return self.closed or self._index >= len(self._pieces)
+
     def close(self) -> None:
         self.closed = True
 

@@ -7,10 +7,10 @@ raises :class:`~promptkit.StreamProtocolError` quoting the line.
 
 from __future__ import annotations
 
-from json import loads
 from typing import Any
 
 from promptkit._errors import StreamProtocolError
+from promptkit._json import loads
 
 __all__ = ["NDJSONDecoder"]
 

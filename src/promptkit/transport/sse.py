@@ -182,12 +182,14 @@ class SSEDecoder:
 
     def _strip_bom(self, data: bytes) -> bytes:
         """Drop a UTF-8 byte order mark at the very start of the stream (it may be split)."""
-        head = bytes(self._partial) + data
+        partial = self._partial
+        head = bytes(partial) + data if partial else data
         if len(head) < len(_BOM) and _BOM.startswith(head):
-            self._partial[:] = head
+            partial[:] = head
             return b""
         self._bom_pending = False
-        self._partial.clear()
+        self._boundary = True  # the start of the stream is between two events
+        partial.clear()
         return head[len(_BOM):] if head.startswith(_BOM) else head
 
     def _eof_lines(self) -> list[bytes]:
