@@ -144,10 +144,43 @@ class _AsyncTurn(TurnRun):
             while True:
                 kind = type(action)
                 if kind is CallModel:
-                    box: list[RoundOutcome] = []
-                    async for chunk in self._call_model(action.request, box):
-                        yield chunk
-                    action = engine.send(box[0])
+                    # The model call's read loop is inlined here rather than a nested async
+                    # generator: every chunk then costs one generator hop, not two.
+                    call = _ModelCall(self, action.request)
+                    try:
+                        try:
+                            decoder = await call.open()
+                            read = call.read
+                            clock = call.clock
+                            monotonic = time.monotonic
+                            events = 0
+                            while not decoder.done:
+                                data = await read()
+                                if not data:
+                                    break
+                                chunks = decoder.feed(data)
+                                if decoder.events != events:
+                                    events = decoder.events
+                                    clock.content(monotonic())
+                                for chunk in chunks:
+                                    call.delivered = True
+                                    yield chunk
+                            for chunk in decoder.flush():
+                                call.delivered = True
+                                yield chunk
+                            outcome = await call.finish()
+                        except asyncio.CancelledError:
+                            timeout_error = call.watchdog.claim()
+                            if timeout_error is None:
+                                raise
+                            raise timeout_error from None
+                    except APIConnectionError as exc:
+                        outcome = call.failed(connection_error(exc, call.decoder))
+                    except PromptKitError as exc:
+                        outcome = call.failed(exc)
+                    finally:
+                        call.close()
+                    action = engine.send(outcome)
                 elif kind is Emit:
                     yield action.chunk
                     action = next(engine)
@@ -174,63 +207,6 @@ class _AsyncTurn(TurnRun):
         if final is not None:
             yield final
 
-    async def _call_model(self, request: ModelRequest, box: list[RoundOutcome]
-                          ) -> AsyncGenerator[StreamChunk, None]:
-        """Stream one model call, yielding its TEXT chunks; the outcome goes into ``box``."""
-        conversation = self.conversation
-        binding = conversation._binding
-        timeouts = conversation._timeouts
-        now = time.monotonic()
-        clock = RoundClock.start(timeouts, self.plan.deadline, now)
-        delivered = False
-        body: AsyncBody | None = None
-        decoder: RoundDecoder | None = None
-        watchdog = _Watchdog(clock, now)
-        try:
-            try:
-                http_request = binding.dialect.build_request(request)
-                connect = timeouts.connect
-                body = await conversation._transport().open(http_request, connect_timeout=connect)
-                if body.status >= 300:
-                    data = await body.read_all()
-                    raise binding.dialect.map_error(body.status, body.headers, data)
-                decoder = binding.dialect.decoder()
-                events = 0
-                monotonic = time.monotonic
-                read = body.read
-                while not decoder.done:
-                    data = await read()
-                    if not data:
-                        break
-                    chunks = decoder.feed(data)
-                    if decoder.events != events:
-                        events = decoder.events
-                        clock.content(monotonic())
-                    for chunk in chunks:
-                        delivered = True
-                        yield chunk
-                for chunk in decoder.flush():
-                    delivered = True
-                    yield chunk
-                result = decoder.finish()
-                if decoder.done and not body.at_eof():
-                    await _drain(body)
-                box.append(RoundOutcome(result=result, delivered=delivered,
-                                        first_content_at=clock.first_content_at))
-            except asyncio.CancelledError:
-                timeout_error = watchdog.claim()
-                if timeout_error is None:
-                    raise
-                raise timeout_error from None
-        except APIConnectionError as exc:
-            box.append(RoundOutcome(error=connection_error(exc, decoder), delivered=delivered))
-        except PromptKitError as exc:
-            box.append(RoundOutcome(error=exc, delivered=delivered))
-        finally:
-            watchdog.stop()
-            if body is not None:
-                body.close()
-
     async def _run_tools(self, runs: Sequence[Invocation]) -> list[ToolResult]:
         """Run a round's handlers concurrently as tasks (at most 10 at once), each within its
         timeout; results in call order."""
@@ -251,6 +227,60 @@ class _AsyncTurn(TurnRun):
             return list(await asyncio.wait_for(gathered, remaining))
         except TimeoutError:
             raise TurnTimeout("the turn passed its deadline while its tools ran") from None
+
+
+class _ModelCall:
+    """One model call of a turn: its clock and watchdog, the open response and its decoder.
+
+    The turn's ``run()`` drives the read loop itself; this holds the rest (opening, ending,
+    failing and cleaning up) so that loop stays short.
+    """
+
+    __slots__ = ("body", "clock", "decoder", "delivered", "read", "request", "turn",
+                 "watchdog")
+
+    def __init__(self, turn: _AsyncTurn, request: ModelRequest) -> None:
+        now = time.monotonic()
+        self.turn = turn
+        self.request = request
+        self.clock = RoundClock.start(turn.conversation._timeouts, turn.plan.deadline, now)
+        self.watchdog = _Watchdog(self.clock, now)
+        self.body: AsyncBody | None = None
+        self.decoder: RoundDecoder | None = None
+        self.delivered = False
+
+    async def open(self) -> RoundDecoder:
+        """Send the request; return the decoder for its streamed reply (or raise its error)."""
+        conversation = self.turn.conversation
+        dialect = conversation._binding.dialect
+        http_request = dialect.build_request(self.request)
+        body = self.body = await conversation._transport().open(
+            http_request, connect_timeout=conversation._timeouts.connect)
+        if body.status >= 300:
+            data = await body.read_all()
+            raise dialect.map_error(body.status, body.headers, data)
+        self.read = body.read
+        decoder = self.decoder = dialect.decoder()
+        return decoder
+
+    async def finish(self) -> RoundOutcome:
+        """The outcome once the reply ended (or raise the error that ended it)."""
+        decoder = self.decoder
+        body = self.body
+        assert decoder is not None and body is not None
+        result = decoder.finish()
+        if decoder.done and not body.at_eof():
+            await _drain(body)
+        return RoundOutcome(result=result, delivered=self.delivered,
+                            first_content_at=self.clock.first_content_at)
+
+    def failed(self, error: PromptKitError) -> RoundOutcome:
+        return RoundOutcome(error=error, delivered=self.delivered)
+
+    def close(self) -> None:
+        self.watchdog.stop()
+        if self.body is not None:
+            self.body.close()
 
 
 async def _drain(body: AsyncBody) -> None:

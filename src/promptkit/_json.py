@@ -1,11 +1,16 @@
-"""JSON parsing for the streaming hot path, with the standard library's exact results.
+"""JSON for the hot paths: parsing streamed events and encoding request bodies.
 
 Every streamed event is one ``loads``; :mod:`msgspec` parses a typical event in about a
 quarter of the time :func:`json.loads` needs (``benchmarks/``), so it is used when installed (a
 dependency on CPython). The few inputs msgspec refuses but the standard library accepts
 (``NaN``/``Infinity``, numbers beyond the float range, lone surrogates) are parsed again
 with :func:`json.loads`, so the result never depends on which parser ran, and input that is
-not JSON raises :class:`ValueError` either way. Loaded on first use (the decoders import it).
+not JSON raises :class:`ValueError` either way.
+
+Request bodies are encoded the same way (compact UTF-8, about ten times faster than
+:func:`json.dumps`); the text can differ from the standard library's only in how a float is
+spelled (``1e300`` for ``1e+300``) and in writing ``NaN`` as ``null``, which keeps it valid
+JSON. Loaded on first use (the dialects import it).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["loads"]
+__all__ = ["encode", "loads"]
 
 _stdlib_loads: Callable[[str | bytes], Any] = json.loads
 
@@ -37,4 +42,26 @@ def _fast_loads() -> Callable[[str | bytes], Any] | None:
     return loads
 
 
+def _stdlib_encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _fast_encode() -> Callable[[Any], bytes] | None:
+    try:
+        import msgspec.json
+    except ImportError:  # pragma: no cover
+        return None
+    encode_ = msgspec.json.Encoder().encode
+
+    def encode(value: Any) -> bytes:
+        try:
+            return encode_(value)
+        except (TypeError, ValueError):  # unsupported values: the standard library's error
+            return _stdlib_encode(value)
+
+    return encode
+
+
 loads: Callable[[str | bytes], Any] = _fast_loads() or _stdlib_loads
+#: ``value`` as compact UTF-8 JSON bytes (a request body)
+encode: Callable[[Any], bytes] = _fast_encode() or _stdlib_encode

@@ -64,7 +64,8 @@ def _conversation_kwargs(
                                 variables=values)
     return {
         "pack": pack, "prompt": spec, "binding": binding, "variables": values,
-        "store": store, "conversation_id": conversation_id, "timeouts": timeouts or _DEFAULT_TIMEOUTS,
+        "store": store, "conversation_id": conversation_id,
+        "timeouts": timeouts or _DEFAULT_TIMEOUTS,
         "max_retries": max_retries, "on_conflict": on_conflict,
         "response_format": response_format,
     }

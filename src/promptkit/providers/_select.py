@@ -166,7 +166,42 @@ def resolve_provider(
 
     ``api="responses"`` selects OpenAI's Responses API instead of Chat Completions (for the
     ``openai`` and ``azure`` presets).
+
+    With an explicit ``base_url`` nothing is read from the environment, so the binding (which
+    is immutable, its dialect stateless) is remembered for the same arguments: opening a
+    conversation per request does not resolve the provider again.
     """
+    key = (provider, model, api_key, base_url, pack_provider, pack_model, api)
+    cacheable = base_url is not None and mock_responses is None and environ is None
+    if cacheable:
+        cached = _BINDINGS.get(key)
+        if cached is not None:
+            return cached
+    binding = _resolve(provider=provider, model=model, api_key=api_key, base_url=base_url,
+                       pack_provider=pack_provider, pack_model=pack_model,
+                       mock_responses=mock_responses, api=api, environ=environ)
+    if cacheable and binding.provider != "mock":
+        if len(_BINDINGS) >= 64:
+            _BINDINGS.clear()
+        _BINDINGS[key] = binding
+    return binding
+
+
+_BINDINGS: dict[tuple[str | None, ...], Binding] = {}
+
+
+def _resolve(
+    *,
+    provider: str | None,
+    model: str | None,
+    api_key: str | None,
+    base_url: str | None,
+    pack_provider: str | None,
+    pack_model: str | None,
+    mock_responses: object,
+    api: str | None,
+    environ: Mapping[str, str] | None,
+) -> Binding:
     env = os.environ if environ is None else environ
     name = choose_provider_name(provider, model, pack_provider, pack_model, env,
                                 base_url=base_url)

@@ -40,7 +40,7 @@ from typing import Any
 
 from promptkit._chunks import StreamChunk, text_chunk
 from promptkit._errors import APIStatusError, ProviderError, StreamInterruptedError
-from promptkit._json import loads
+from promptkit._json import encode, loads
 from promptkit._messages import Message, ToolResult, Usage
 from promptkit.transport.sse import SSEDecoder
 
@@ -129,7 +129,7 @@ class AnthropicDialect:
         if self.extra_body:
             body.update(self.extra_body)
         return HTTPRequest(method="POST", url=self._url, headers=headers,
-                           body=dumps(body).encode())
+                           body=encode(body))
 
     def decoder(self) -> AnthropicDecoder:
         """A fresh decoder for one streamed reply."""

@@ -46,7 +46,7 @@ from urllib.parse import quote
 
 from promptkit._chunks import StreamChunk, text_chunk
 from promptkit._errors import APIStatusError, ProviderError, StreamInterruptedError
-from promptkit._json import loads
+from promptkit._json import encode, loads
 from promptkit._messages import Message, ToolResult, Usage
 
 from ._base import Endpoint, HTTPRequest, ModelRequest, RoundResult, ToolDefinition
@@ -136,7 +136,7 @@ class GeminiDialect:
             body.update(self.extra_body)
         model = request.model.removeprefix("models/")
         url = f"{self._base}/models/{quote(model, safe='-._~')}:streamGenerateContent?alt=sse"
-        return HTTPRequest(method="POST", url=url, headers=headers, body=dumps(body).encode())
+        return HTTPRequest(method="POST", url=url, headers=headers, body=encode(body))
 
     def decoder(self) -> GeminiDecoder:
         """A fresh decoder for one streamed reply."""

@@ -43,6 +43,7 @@ from promptkit._errors import (
     ServerError,
     StreamInterruptedError,
 )
+from promptkit._json import encode
 from promptkit._messages import Message, ToolCall, Usage
 from promptkit.transport.ndjson import NDJSONDecoder
 
@@ -147,7 +148,7 @@ class OllamaDialect:
         if self.extra_body:
             body.update(self.extra_body)
         return HTTPRequest(method="POST", url=self._url, headers=headers,
-                           body=dumps(body).encode())
+                           body=encode(body))
 
     def _messages(self, system: str, messages: Sequence[Message]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []

@@ -43,7 +43,7 @@ from promptkit._errors import (
     StreamInterruptedError,
     StreamProtocolError,
 )
-from promptkit._json import loads
+from promptkit._json import encode, loads
 from promptkit._messages import Message, ToolCall, Usage
 from promptkit.transport.sse import SSEDecoder
 
@@ -133,7 +133,7 @@ class OpenAIChatDialect:
                 body["tool_choice"] = (choice if choice in _TOOL_CHOICE_MODES else
                                        {"type": "function", "function": {"name": choice}})
         return HTTPRequest(method="POST", url=self._url, headers=headers,
-                           body=_dumps(body).encode())
+                           body=encode(body))
 
     # --- response ----------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from typing import Any
 
 from promptkit._chunks import StreamChunk, text_chunk
 from promptkit._errors import APIStatusError, ProviderError, StreamInterruptedError
-from promptkit._json import loads
+from promptkit._json import encode, loads
 from promptkit._messages import Message, Usage
 from promptkit.transport.sse import SSEDecoder
 
@@ -150,7 +150,7 @@ class OpenAIResponsesDialect:
         if self.extra_body:
             body.update(self.extra_body)
         return HTTPRequest(method="POST", url=self._url, headers=headers,
-                           body=dumps(body).encode())
+                           body=encode(body))
 
     def _input(self, system: str, messages: Sequence[Message],
                ) -> tuple[str, list[dict[str, Any]]]:

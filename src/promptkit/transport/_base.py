@@ -58,7 +58,11 @@ class AsyncBody(Protocol):
     """The asyncio twin of :class:`SyncBody`; timeouts are enforced by the caller."""
 
     status: int
-    headers: Mapping[str, str]
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Response headers, names lower-cased."""
+        ...
 
     async def read(self) -> bytes: ...
 
