@@ -215,16 +215,13 @@ class _AsyncTurn(TurnRun):
 
         async def bounded(run: Invocation) -> ToolResult:
             async with limit:
-                try:
-                    return await asyncio.wait_for(_invoke(run), run.tool.timeout)
-                except TimeoutError:
-                    return timed_out(run)
+                return await _timed(run)
 
-        gathered = asyncio.gather(*(bounded(run) for run in runs))
         try:
-            if remaining == float("inf"):
-                return list(await gathered)
-            return list(await asyncio.wait_for(gathered, remaining))
+            async with asyncio.timeout(None if remaining == float("inf") else remaining):
+                if len(runs) == 1:  # the common case: no extra task
+                    return [await _timed(runs[0])]
+                return list(await asyncio.gather(*(bounded(run) for run in runs)))
         except TimeoutError:
             raise TurnTimeout("the turn passed its deadline while its tools ran") from None
 
@@ -292,6 +289,15 @@ async def _drain(body: AsyncBody) -> None:
                 pass
     except (TimeoutError, APIConnectionError):
         pass
+
+
+async def _timed(run: Invocation) -> ToolResult:
+    """Run one handler within its own timeout (an error result when it passes)."""
+    try:
+        async with asyncio.timeout(run.tool.timeout):
+            return await _invoke(run)
+    except TimeoutError:
+        return timed_out(run)
 
 
 async def _invoke(run: Invocation) -> ToolResult:

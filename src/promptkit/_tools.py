@@ -8,6 +8,7 @@ and :func:`result_from_exception`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 import threading
@@ -96,32 +97,42 @@ class RegisteredTool:
     @classmethod
     def of(cls, fn: ToolHandler, *, timeout: float | None = DEFAULT_TOOL_TIMEOUT,
            approval: ApprovalCheck | bool = False) -> RegisteredTool:
-        from ._tool_schema import (
-            is_context_annotation,
-            schema_from_signature,
-            takes_argument_dict,
-        )
-
         if not callable(fn):
             raise TypeError(f"tool handler must be callable, not {type(fn).__name__}")
         if timeout is not None and not timeout > 0:
             raise ValueError(f"tool timeout must be positive or None, not {timeout!r}")
-        target = fn if inspect.isroutine(fn) else type(fn).__call__  # callable objects
-        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
         try:
-            params = [
-                p for p in inspect.signature(fn).parameters.values()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            ]
-        except (TypeError, ValueError):  # builtins without signatures
-            return cls(fn, False, is_async, timeout, approval=approval)
-        if takes_argument_dict(fn):
-            positional = [p for p in params if p.kind is not p.KEYWORD_ONLY]
-            return cls(fn, len(positional) >= 2, is_async, timeout, approval=approval)
-        context = next((p.name for p in params if is_context_annotation(p.annotation)), None)
-        schema, description = schema_from_signature(fn)
-        return cls(fn, False, is_async, timeout, named_params=True, context_param=context,
-                   schema=schema, description=description, approval=approval)
+            template = _template_of(fn)  # registering one function per conversation is common
+        except TypeError:  # an unhashable callable object
+            template = _template_of.__wrapped__(fn)
+        t = template
+        return cls(t.fn, t.takes_context, t.is_async, timeout, named_params=t.named_params,
+                   context_param=t.context_param, schema=t.schema, description=t.description,
+                   approval=approval)
+
+
+@functools.lru_cache(maxsize=256)
+def _template_of(fn: ToolHandler) -> RegisteredTool:
+    """How to call ``fn`` (from its signature, which is costly to inspect), with default
+    timeout and approval."""
+    from ._tool_schema import is_context_annotation, schema_from_signature, takes_argument_dict
+
+    target = fn if inspect.isroutine(fn) else type(fn).__call__  # callable objects
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
+    try:
+        params = [
+            p for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+    except (TypeError, ValueError):  # builtins without signatures
+        return RegisteredTool(fn, False, is_async)
+    if takes_argument_dict(fn):
+        positional = [p for p in params if p.kind is not p.KEYWORD_ONLY]
+        return RegisteredTool(fn, len(positional) >= 2, is_async)
+    context = next((p.name for p in params if is_context_annotation(p.annotation)), None)
+    schema, description = schema_from_signature(fn)
+    return RegisteredTool(fn, False, is_async, named_params=True, context_param=context,
+                          schema=schema, description=description)
 
 
 def _client_tool(*_: Any, **__: Any) -> Any:
