@@ -3,6 +3,9 @@
 Unlike the Go SDK's default, nothing expires silently. Two limits are available, both off by
 default: ``max_conversations`` evicts the least recently used conversation when exceeded, and
 ``ttl`` (seconds) forgets a conversation that many seconds after its last append.
+
+Histories are kept packed (``_packed.py``): an idle conversation costs about its text, not
+three times it; ``load`` unpacks them into new ``Message`` objects.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from types import MappingProxyType
 
 from .._messages import Message
+from ._packed import Packed, pack, unpack
 from ._protocol import (
     ConflictError,
     ConversationExistsError,
@@ -26,6 +30,26 @@ from ._protocol import (
 )
 
 __all__ = ["MemoryStore"]
+
+
+class _Record:
+    """One stored conversation: its appends (packed), message count, version, metadata."""
+
+    __slots__ = ("appends", "count", "metadata", "version")
+
+    def __init__(self, appends: tuple[Packed, ...], count: int, version: int,
+                 metadata: ConversationMetadata) -> None:
+        self.appends = appends
+        self.count = count
+        self.version = version
+        self.metadata = metadata
+
+    def stored(self, conversation_id: str) -> StoredConversation:
+        messages: list[Message] = []
+        for packed in self.appends:
+            messages.extend(unpack(packed))
+        return StoredConversation(id=conversation_id, messages=tuple(messages),
+                                  version=self.version, metadata=self.metadata)
 
 
 class MemoryStore:
@@ -45,7 +69,7 @@ class MemoryStore:
         self._max = max_conversations
         self._ttl = ttl
         self._lock = threading.Lock()
-        self._data: OrderedDict[str, StoredConversation] = OrderedDict()
+        self._data: OrderedDict[str, _Record] = OrderedDict()
         # With a TTL: when each conversation expires, in write order (= expiry order).
         self._expiry: OrderedDict[str, float] = OrderedDict()
 
@@ -57,9 +81,10 @@ class MemoryStore:
         with self._lock:
             self._expire()
             found = self._data.get(conversation_id)
-            if found is not None:
-                self._data.move_to_end(conversation_id)
-            return found
+            if found is None:
+                return None
+            self._data.move_to_end(conversation_id)
+        return found.stored(conversation_id)  # records are never changed in place
 
     def append(self, conversation_id: str, messages: Sequence[Message],
                expected_version: int, *, metadata: ConversationMetadata | None = None) -> int:
@@ -74,10 +99,11 @@ class MemoryStore:
                     f"expected {expected_version}")
             now = time.time()
             old = None if current is None else current.metadata
-            self._data[conversation_id] = StoredConversation(
-                id=conversation_id,
-                messages=(() if current is None else current.messages) + tuple(messages),
-                version=version + 1, metadata=_merge(old, metadata, now))
+            appends = () if current is None else current.appends
+            count = 0 if current is None else current.count
+            self._data[conversation_id] = _Record(
+                (*appends, pack(messages)), count + len(messages), version + 1,
+                _merge(old, metadata, now))
             self._data.move_to_end(conversation_id)
             if self._ttl is not None:
                 self._expiry[conversation_id] = time.monotonic() + self._ttl
@@ -100,9 +126,8 @@ class MemoryStore:
                 return
             now = time.time()
             meta = source.metadata
-            self._data[target_id] = StoredConversation(
-                id=target_id, messages=source.messages, version=source.version,
-                metadata=ConversationMetadata(
+            self._data[target_id] = _Record(
+                source.appends, source.count, source.version, ConversationMetadata(
                     pack_id=meta.pack_id, prompt=meta.prompt, pack_version=meta.pack_version,
                     variables=meta.variables, created_at=now, updated_at=now))
             if self._ttl is not None:
@@ -121,9 +146,9 @@ class MemoryStore:
             self._expire()
             ids = sorted(i for i in self._data
                          if i.startswith(prefix) and (after is None or i > after))[:limit]
-            found = [self._data[i] for i in ids]
-        return [ConversationInfo(id=c.id, version=c.version, message_count=len(c.messages),
-                                 metadata=c.metadata) for c in found]
+            found = [(i, self._data[i]) for i in ids]
+        return [ConversationInfo(id=i, version=c.version, message_count=c.count,
+                                 metadata=c.metadata) for i, c in found]
 
     def _expire(self) -> None:
         """Drop conversations whose TTL passed (caller holds the lock)."""
@@ -138,6 +163,9 @@ class MemoryStore:
             self._data.pop(conversation_id, None)
 
 
+_NO_VARIABLES: MappingProxyType[str, str] = MappingProxyType({})
+
+
 def _merge(old: ConversationMetadata | None, new: ConversationMetadata | None,
            now: float) -> ConversationMetadata:
     """The metadata after an append: ``pack_id`` and ``created_at`` stay from creation, the
@@ -149,5 +177,6 @@ def _merge(old: ConversationMetadata | None, new: ConversationMetadata | None,
     return ConversationMetadata(
         pack_id=old.pack_id or new.pack_id, prompt=new.prompt or old.prompt,
         pack_version=new.pack_version or old.pack_version,
-        variables=MappingProxyType(dict(new.variables)),  # callers cannot edit the store's copy
+        # a read-only copy (callers cannot edit the store's); most conversations share the empty one
+        variables=MappingProxyType(dict(new.variables)) if new.variables else _NO_VARIABLES,
         created_at=old.created_at if old.created_at is not None else now, updated_at=now)
