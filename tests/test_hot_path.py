@@ -24,8 +24,9 @@ from promptkit._json import encode, loads
 from promptkit.providers._select import resolve_provider
 from promptkit.stores import MemoryStore
 from promptkit.stores._packed import pack, unpack
-from support import PACKS, Driver
 from test_tools import call_turns, open_mock
+
+from support import PACKS, Driver
 
 # --- JSON: msgspec where it can, the standard library's results always --------------------------
 
