@@ -104,12 +104,8 @@ class SSEDecoder:
         """Fast path of :meth:`decode`: only the ``data`` of each completed event."""
         out: list[Any] = []
         if (self._boundary and data[-2:] == b"\n\n" and not self._after_cr
-                and _CR not in data):  # whole "data: ..." events: skip the line machinery
-            for block in data[:-2].split(b"\n\n"):
-                if block[:6] == b"data: " and _LF not in block:
-                    out.append(block[6:].decode("utf-8", "replace"))
-                else:
-                    self._block(block, out, False)
+                and _CR not in data):  # whole events: skip the line machinery
+            self._whole(data, out, False)
         elif data:
             self._feed(data, out, False)
         return out
@@ -148,13 +144,27 @@ class SSEDecoder:
             if not (self._boundary and data[-2:] == b"\n\n"):
                 self._split(data, out, events)
                 return
-        # Fast path: the read holds whole events and starts between two events.
+        self._whole(data, out, events)
+
+    def _whole(self, data: bytes, out: list[Any], events: bool) -> None:
+        """The fast path: ``data`` holds whole events and starts between two events. The
+        common layouts (``data: …`` alone, or ``event: …`` then ``data: …``) are read
+        directly; anything else goes through the line machinery."""
         for block in data[:-2].split(b"\n\n"):
-            if block[:6] == b"data: " and _LF not in block:
-                text = block[6:].decode("utf-8", "replace")
-                out.append(ServerSentEvent("", text, self.last_event_id) if events else text)
-            else:
-                self._block(block, out, events)
+            if block[:6] == b"data: ":
+                if _LF not in block:
+                    text = block[6:].decode("utf-8", "replace")
+                    out.append(ServerSentEvent("", text, self.last_event_id) if events else text)
+                    continue
+            elif block[:7] == b"event: ":
+                cut = block.find(b"\n")
+                if (cut > 0 and block[cut + 1:cut + 7] == b"data: "
+                        and block.find(b"\n", cut + 1) < 0):
+                    text = block[cut + 7:].decode("utf-8", "replace")
+                    out.append(ServerSentEvent(block[7:cut].decode("utf-8", "replace"), text,
+                                               self.last_event_id) if events else text)
+                    continue
+            self._block(block, out, events)
 
     def _block(self, block: bytes, out: list[Any], events: bool) -> None:
         """Interpret one whole event block (its lines, then the blank line that ends it)."""
