@@ -101,7 +101,11 @@ class AsyncHTTPTransport:
         timeout = self._timeouts.get(connect_timeout)
         if timeout is None:
             limit = _finite(connect_timeout)  # math.inf from a driver: no limit
-            timeout = aiohttp.ClientTimeout(total=None, connect=limit, sock_connect=limit)
+            # Only establishing a new connection (TCP, and TLS) is timed here: aiohttp's
+            # `connect` would also arm a timer for taking a pooled connection, on every
+            # request. Waits for a free slot or for DNS are bounded by the driver's
+            # first-token limit, which runs from the moment the request starts.
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=limit)
             self._timeouts[connect_timeout] = timeout
         proxy = self._proxy(request.url) if self._trust_env else None  # cached per URL
         headers = request.headers
