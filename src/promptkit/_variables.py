@@ -33,7 +33,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._errors import InvalidVariableError, MissingVariableError
 from ._template import CompiledTemplate, stringify
@@ -148,6 +148,40 @@ def _compiled(name: str, pattern: str) -> re.Pattern[str]:
         ) from None
 
 
+_Declared: TypeAlias = (
+    "tuple[dict[str, VariableSpec], dict[str, str], dict[str, InvalidVariableError]]")
+_DECLARED: dict[int, tuple[object, _Declared]] = {}
+
+
+def _declared(specs: Iterable[VariableSpec]) -> _Declared:
+    """The specs by name, the pack defaults as text and the defaults' own errors; computed
+    once per prompt (a prompt's ``variables`` tuple) and shared, read-only, by its
+    conversations."""
+    cached = _DECLARED.get(id(specs))
+    if cached is not None and cached[0] is specs:
+        return cached[1]
+    by_name = {spec.name: spec for spec in specs}
+    # A default that breaks its own rules only matters (and raises) when it is used.
+    defaults: dict[str, str] = {}
+    errors: dict[str, InvalidVariableError] = {}
+    for spec in by_name.values():
+        text = to_text(spec.name, spec.default) if spec.has_default else None
+        if text is None:
+            continue
+        try:
+            defaults[spec.name] = check_value(spec, text)
+        except InvalidVariableError as error:
+            defaults[spec.name] = text
+            errors[spec.name] = InvalidVariableError(
+                spec.name, f"the pack's default is invalid: {error.reason}")
+    declared = (by_name, defaults, errors)
+    if isinstance(specs, tuple):  # immutable: safe to remember (the entry keeps it alive)
+        if len(_DECLARED) >= 256:
+            _DECLARED.clear()
+        _DECLARED[id(specs)] = (specs, declared)
+    return declared
+
+
 class VariableSet:
     """The variables of one conversation: declared specs, pack defaults and values set so far.
 
@@ -162,23 +196,9 @@ class VariableSet:
         specs: Iterable[VariableSpec] = (),
         values: Mapping[str, Any] | None = None,
     ) -> None:
-        self._specs: dict[str, VariableSpec] = {spec.name: spec for spec in specs}
+        self._specs, self._defaults, self._default_errors = _declared(specs)
         self._values: dict[str, str] = {}
         self._lock = threading.Lock()
-        # A default that breaks its own rules only matters (and raises) when it is used.
-        self._defaults: dict[str, str] = {}
-        self._default_errors: dict[str, InvalidVariableError] = {}
-        for spec in self._specs.values():
-            text = to_text(spec.name, spec.default) if spec.has_default else None
-            if text is None:
-                continue
-            try:
-                self._defaults[spec.name] = check_value(spec, text)
-            except InvalidVariableError as error:
-                self._defaults[spec.name] = text
-                self._default_errors[spec.name] = InvalidVariableError(
-                    spec.name, f"the pack's default is invalid: {error.reason}"
-                )
         if values:
             self.set_many(values)
 

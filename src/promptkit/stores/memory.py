@@ -31,6 +31,8 @@ from ._protocol import (
 
 __all__ = ["MemoryStore"]
 
+_NEVER: OrderedDict[str, float] = OrderedDict()  # the expiry order of stores without a TTL
+
 
 class _Record:
     """One stored conversation: its appends (packed), message count, version, metadata."""
@@ -71,7 +73,8 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._data: OrderedDict[str, _Record] = OrderedDict()
         # With a TTL: when each conversation expires, in write order (= expiry order).
-        self._expiry: OrderedDict[str, float] = OrderedDict()
+        # Without a TTL nothing is ever written to it: all such stores share one empty dict.
+        self._expiry: OrderedDict[str, float] = OrderedDict() if ttl is not None else _NEVER
 
     def __repr__(self) -> str:
         return f"MemoryStore(conversations={len(self._data)})"
