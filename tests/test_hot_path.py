@@ -206,18 +206,24 @@ def test_a_handler_registered_again_gets_its_own_timeout_and_approval(driver: Dr
 # --- one tool call, no extra task ----------------------------------------------------------------
 
 
-def test_a_single_hung_call_times_out_alone(driver: Driver) -> None:
-    conv = open_mock(driver, call_turns(("get_weather", {"city": "A"})))
-    release = threading.Event()
+def _hanging(driver: Driver, release: threading.Event) -> Any:
+    """A handler that hangs for 5 s (or until ``release``): async for the async driver."""
     if driver.is_async:
         async def weather(args: dict[str, Any]) -> str:
             await asyncio.sleep(5)
             return "late"
-    else:
-        def weather(args: dict[str, Any]) -> str:  # type: ignore[misc]
-            release.wait(5)
-            return "late"
-    conv.on_tool("get_weather", weather, timeout=0.2)
+        return weather
+
+    def blocking_weather(args: dict[str, Any]) -> str:
+        release.wait(5)
+        return "late"
+    return blocking_weather
+
+
+def test_a_single_hung_call_times_out_alone(driver: Driver) -> None:
+    conv = open_mock(driver, call_turns(("get_weather", {"city": "A"})))
+    release = threading.Event()
+    conv.on_tool("get_weather", _hanging(driver, release), timeout=0.2)
     try:
         response = driver.send(conv, "one")
     finally:
@@ -233,15 +239,7 @@ def test_the_turn_deadline_stops_a_single_tool_and_the_conversation_stays_usable
                         2: "done", 3: "after"}}
     conv = open_mock(driver, script)
     release = threading.Event()
-    if driver.is_async:
-        async def weather(args: dict[str, Any]) -> str:
-            await asyncio.sleep(5)
-            return "late"
-    else:
-        def weather(args: dict[str, Any]) -> str:  # type: ignore[misc]
-            release.wait(5)
-            return "late"
-    conv.on_tool("get_weather", weather, timeout=None)
+    conv.on_tool("get_weather", _hanging(driver, release), timeout=None)
     try:
         with pytest.raises(promptkit.TurnTimeout):
             driver.send(conv, "one", timeout=0.3)
