@@ -208,8 +208,9 @@ class _AsyncTurn(TurnRun):
             yield final
 
     async def _run_tools(self, runs: Sequence[Invocation]) -> list[ToolResult]:
-        """Run a round's handlers concurrently as tasks (at most 10 at once), each within its
-        timeout; results in call order."""
+        """Run a round's handlers, each within its timeout, and all within the turn's deadline:
+        one in the turn's own task, several concurrently as tasks (at most 10 at once);
+        results in call order."""
         remaining = self.time_left_for_tools()
         limit = asyncio.Semaphore(_MAX_CONCURRENT_TOOLS)
 
