@@ -21,15 +21,22 @@ from typing import Any
 
 __all__ = ["encode", "loads"]
 
-_stdlib_loads: Callable[[str | bytes], Any] = json.loads
+def _stdlib_loads(text: str | bytes) -> Any:
+    return json.loads(text)
 
 
-def _fast_loads() -> Callable[[str | bytes], Any] | None:
+def _stdlib_encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _fast() -> tuple[Callable[[str | bytes], Any], Callable[[Any], bytes]]:
+    """msgspec's parser and encoder, each falling back to the standard library's."""
     try:
         import msgspec.json
     except ImportError:  # pragma: no cover - msgspec is a dependency where it has wheels
-        return None
+        return _stdlib_loads, _stdlib_encode
     decode = msgspec.json.Decoder().decode
+    encode_ = msgspec.json.Encoder().encode
     # UnicodeEncodeError: a str holding a lone surrogate, which msgspec cannot read
     refused = (msgspec.DecodeError, msgspec.ValidationError, UnicodeEncodeError)
 
@@ -39,29 +46,14 @@ def _fast_loads() -> Callable[[str | bytes], Any] | None:
         except refused:
             return _stdlib_loads(text)
 
-    return loads
-
-
-def _stdlib_encode(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _fast_encode() -> Callable[[Any], bytes] | None:
-    try:
-        import msgspec.json
-    except ImportError:  # pragma: no cover
-        return None
-    encode_ = msgspec.json.Encoder().encode
-
     def encode(value: Any) -> bytes:
         try:
             return encode_(value)
         except (TypeError, ValueError):  # unsupported values: the standard library's error
             return _stdlib_encode(value)
 
-    return encode
+    return loads, encode
 
 
-loads: Callable[[str | bytes], Any] = _fast_loads() or _stdlib_loads
-#: ``value`` as compact UTF-8 JSON bytes (a request body)
-encode: Callable[[Any], bytes] = _fast_encode() or _stdlib_encode
+#: ``text`` parsed as JSON; ``encode``: ``value`` as compact UTF-8 JSON bytes (a request body)
+loads, encode = _fast()

@@ -105,10 +105,9 @@ class RegisteredTool:
             template = _template_of(fn)  # registering one function per conversation is common
         except TypeError:  # an unhashable callable object
             template = _template_of.__wrapped__(fn)
-        t = template
-        return cls(t.fn, t.takes_context, t.is_async, timeout, named_params=t.named_params,
-                   context_param=t.context_param, schema=t.schema, description=t.description,
-                   approval=approval)
+        return cls(template.fn, template.takes_context, template.is_async, timeout,
+                   named_params=template.named_params, context_param=template.context_param,
+                   schema=template.schema, description=template.description, approval=approval)
 
 
 @functools.lru_cache(maxsize=256)

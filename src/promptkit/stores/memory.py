@@ -4,8 +4,8 @@ Unlike the Go SDK's default, nothing expires silently. Two limits are available,
 default: ``max_conversations`` evicts the least recently used conversation when exceeded, and
 ``ttl`` (seconds) forgets a conversation that many seconds after its last append.
 
-Histories are kept packed (``_packed.py``): an idle conversation costs about its text, not
-three times it; ``load`` unpacks them into new ``Message`` objects.
+Histories are kept packed (``_packed.py``): an idle conversation costs under twice its text,
+not four times; ``load`` unpacks them into new ``Message`` objects.
 """
 
 from __future__ import annotations
