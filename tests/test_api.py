@@ -73,7 +73,8 @@ def test_sync_and_async_streams_expose_the_same_methods() -> None:
 
 def test_import_is_cheap_and_lazy() -> None:
     code = ("import sys, promptkit; "
-            "assert not [m for m in sys.modules if m.startswith('promptkit.')], sys.modules; "
+            "loaded = sorted(m for m in sys.modules if m.startswith('promptkit.')); "
+            "assert loaded == ['promptkit.pack'], loaded; "
             "promptkit.Conversation; "
             "heavy = [m for m in ('aiohttp', 'jsonschema', 'rich', 'yaml', 'http.client', "
             "'asyncio', 'promptkit.providers.openai_chat', 'promptkit.cli.chat') "

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from promptkit._errors import MissingVariableError
-from promptkit._pack import PromptSpec, VariableSpec, load_pack
-from promptkit._template import compile_template, stringify
-from promptkit._variables import VariableSet, check_value
+from promptkit.pack.loading import load_pack
+from promptkit.pack.model import PromptSpec, VariableSpec
+from promptkit.pack.template import compile_template, stringify
+from promptkit.pack.variables import VariableSet, check_value
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "compat" / "packs"
 PACKS = sorted(CORPUS.rglob("*.json")) if CORPUS.is_dir() else []

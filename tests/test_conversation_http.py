@@ -276,7 +276,7 @@ def test_keys_never_appear_in_reprs(server: FakeServer) -> None:
     assert KEY not in repr(conv)
     assert KEY not in repr(binding)
     assert KEY not in repr(binding.dialect.build_request(
-        promptkit.providers._base.ModelRequest(model="m", system="", messages=())))
+        promptkit.engine.dialect.ModelRequest(model="m", system="", messages=())))
 
 
 def test_fixtures_exist() -> None:

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from promptkit._chunks import ChunkType
 from promptkit._errors import (
     APIStatusError,
     BadRequestError,
@@ -20,8 +19,9 @@ from promptkit._errors import (
     StreamInterruptedError,
     StreamProtocolError,
 )
-from promptkit._messages import Message, ToolCall, ToolResult, Usage
-from promptkit.providers._base import Endpoint, ModelRequest, RoundResult, ToolDefinition
+from promptkit.engine.chunks import ChunkType
+from promptkit.engine.dialect import Endpoint, ModelRequest, RoundResult, ToolDefinition
+from promptkit.engine.messages import Message, ToolCall, ToolResult, Usage
 from promptkit.providers.ollama import OllamaDecoder, OllamaDialect, ollama_base_url
 
 DATA = Path(__file__).parent / "data" / "wire" / "ollama"

@@ -22,14 +22,15 @@ from typing import Any
 import pytest
 
 from promptkit import ChunkType
-from promptkit._http_tool import (
+from promptkit.engine.tool_round import ToolContext
+from promptkit.testing import FakeServer, Reply
+from promptkit.tools.http import (
     HTTPTool,
     HTTPToolError,
     HTTPToolRefusedError,
     HTTPToolTimeoutError,
 )
-from promptkit._tools import RegisteredTool, ToolContext
-from promptkit.testing import FakeServer, Reply
+from promptkit.tools.registry import tool_entry
 
 from support import PACKS, Driver
 
@@ -135,7 +136,7 @@ def test_post_sends_the_arguments_as_json(server: FakeServer) -> None:
 
 
 def test_a_registered_http_tool_is_a_dict_handler_with_context() -> None:
-    entry = RegisteredTool.of(HTTPTool("https://api.example.com/x"))
+    entry = tool_entry(HTTPTool("https://api.example.com/x"))
     assert entry.takes_context and not entry.named_params and not entry.is_async
     assert entry.schema is None
 

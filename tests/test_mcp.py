@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("mcp")
 
 import promptkit
-from promptkit._mcp import (
+from promptkit.tools.mcp import (
     MCPServer,
     MCPServerError,
     MCPTimeoutError,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from promptkit._media import media_parts_for
+from promptkit.engine.media import media_parts_for
 
 from support import PACKS, Driver
 

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from promptkit._chunks import ChunkType
 from promptkit._errors import (
     APIStatusError,
     AuthenticationError,
@@ -27,8 +26,9 @@ from promptkit._errors import (
     StreamInterruptedError,
     StreamProtocolError,
 )
-from promptkit._messages import Message, ToolCall, ToolResult, Usage
-from promptkit.providers._base import Endpoint, ModelRequest, RoundResult, ToolDefinition
+from promptkit.engine.chunks import ChunkType
+from promptkit.engine.dialect import Endpoint, ModelRequest, RoundResult, ToolDefinition
+from promptkit.engine.messages import Message, ToolCall, ToolResult, Usage
 from promptkit.providers._errors_map import parse_retry_after
 from promptkit.providers.openai_chat import OpenAIChatDecoder, OpenAIChatDialect
 

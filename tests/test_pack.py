@@ -20,21 +20,19 @@ from promptkit._errors import (
     PromptNotFoundError,
     ValidationIssue,
 )
-from promptkit._json_positions import (
+from promptkit.pack.loading import (
+    _validator,
+    load_pack,
+    load_pack_from_dict,
+    load_pack_from_string,
+)
+from promptkit.pack.model import Pack, ProviderHint, ToolPolicy
+from promptkit.pack.positions import (
     decode_error_issue,
     format_path,
     line_column,
     locate,
     locate_index,
-)
-from promptkit._pack import (
-    Pack,
-    ProviderHint,
-    ToolPolicy,
-    _validator,
-    load_pack,
-    load_pack_from_dict,
-    load_pack_from_string,
 )
 
 
@@ -404,7 +402,7 @@ def test_validator_is_built_once() -> None:
 
 
 def test_import_does_not_load_jsonschema() -> None:
-    code = ("import sys; import promptkit._pack, promptkit._variables; "
+    code = ("import sys; import promptkit.pack.loading, promptkit.pack.variables; "
             "print([m for m in sys.modules if m.split('.')[0] in ('jsonschema', 'difflib')])")
     src = Path(__file__).resolve().parents[1] / "src"
     env = {**os.environ, "PYTHONPATH": str(src)}
@@ -584,7 +582,7 @@ def test_locate_agrees_with_json_loads(document: Any, indent: Any, ascii_only: b
 def test_read_errors_become_pack_not_found(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                            error: OSError, reason: str) -> None:
     # Runs even as root, where chmod 000 does not stop reads.
-    import promptkit._pack as pack_module
+    import promptkit.pack.loading as pack_module
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise error

@@ -94,7 +94,7 @@ def test_pack_model_only_infers_the_provider(tmp_path: Path) -> None:
     conv = promptkit.open(path, "chat", variables={"user_name": "Ada"})
     assert (conv.provider, conv.model) == ("ollama", "llama3.2:1b")
     assert conv._binding.dialect.build_request(
-        promptkit.providers._base.ModelRequest(model="m", system="", messages=())
+        promptkit.engine.dialect.ModelRequest(model="m", system="", messages=())
     ).url == "http://localhost:11434/api/chat"
 
 
@@ -103,7 +103,7 @@ def test_ollama_host_without_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
     binding = resolve_provider()
     assert binding.provider == "ollama"
     request = binding.dialect.build_request(
-        promptkit.providers._base.ModelRequest(model="m", system="", messages=()))
+        promptkit.engine.dialect.ModelRequest(model="m", system="", messages=()))
     assert request.url == "http://127.0.0.1:11500/api/chat"
     assert "authorization" not in {k.lower() for k in request.headers}
 
@@ -112,7 +112,7 @@ def test_explicit_api_key_and_base_url_win(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-000000000000000000")
     binding = resolve_provider(provider="openai", api_key=KEY, base_url="http://127.0.0.1:9/v1")
     request = binding.dialect.build_request(
-        promptkit.providers._base.ModelRequest(model="m", system="", messages=()))
+        promptkit.engine.dialect.ModelRequest(model="m", system="", messages=()))
     assert request.headers["authorization"] == f"Bearer {KEY}"
     assert request.url == "http://127.0.0.1:9/v1/chat/completions"
 
@@ -130,11 +130,11 @@ def test_environment_keys_are_not_sent_to_an_explicit_base_url(
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     binding = resolve_provider(provider="openai", base_url="http://127.0.0.1:9/v1")
     request = binding.dialect.build_request(
-        promptkit.providers._base.ModelRequest(model="m", system="", messages=()))
+        promptkit.engine.dialect.ModelRequest(model="m", system="", messages=()))
     assert "authorization" not in request.headers
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     request = resolve_provider(provider="openai").dialect.build_request(
-        promptkit.providers._base.ModelRequest(model="m", system="", messages=()))
+        promptkit.engine.dialect.ModelRequest(model="m", system="", messages=()))
     assert request.headers["authorization"] == f"Bearer {KEY}"
 
 

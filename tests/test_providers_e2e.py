@@ -181,7 +181,7 @@ SCHEMA = {"title": "Weather report", "type": "object",
     ("anthropic", lambda b: '"temp_c"' in b["system"] and "JSON Schema" in b["system"]),
 ])
 def test_response_format_maps_to_each_native_form(provider: str, check: Any) -> None:
-    from promptkit.providers._base import Endpoint, ModelRequest
+    from promptkit.engine.dialect import Endpoint, ModelRequest
     from promptkit.providers._select import make_dialect
 
     kind = {"openai": "openai_chat", "responses": "openai_chat"}.get(provider, provider)

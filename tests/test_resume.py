@@ -29,9 +29,9 @@ from promptkit.stores import (
 try:
     from promptkit import resume, resume_async
 except ImportError:  # until promptkit/__init__.py exports them
-    from promptkit._resume import resume, resume_async
+    from promptkit.conversation.resuming import resume, resume_async
 
-from promptkit._resume import PackMismatchError, PackVersionWarning
+from promptkit.conversation.resuming import PackMismatchError, PackVersionWarning
 from redis_server import RedisServer, start_or_skip
 
 from support import PACKS

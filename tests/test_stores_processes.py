@@ -21,7 +21,7 @@ from promptkit.stores import RedisStore, SQLiteStore
 try:
     from promptkit import resume
 except ImportError:  # until promptkit/__init__.py exports it
-    from promptkit._resume import resume
+    from promptkit.conversation.resuming import resume
 
 from redis_server import RedisServer, start_or_skip
 
@@ -37,7 +37,7 @@ from promptkit.stores import SQLiteStore, RedisStore, ConflictError
 try:
     from promptkit import resume
 except ImportError:  # not exported yet
-    from promptkit._resume import resume
+    from promptkit.conversation.resuming import resume
 kind, where = sys.argv[1], sys.argv[2]
 store = SQLiteStore(where) if kind == "sqlite" else RedisStore(where, prefix="proc")
 """

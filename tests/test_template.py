@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from promptkit._errors import MissingVariableError, PackValidationError
-from promptkit._template import (
+from promptkit.pack.template import (
     MAX_FRAGMENT_DEPTH,
     CompiledTemplate,
     compile_template,

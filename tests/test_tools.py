@@ -13,7 +13,8 @@ import pytest
 
 import promptkit
 from promptkit import ChunkType
-from promptkit._tool_schema import argument_problems, coerce_arguments, schema_from_signature
+from promptkit.engine.arguments import argument_problems, coerce_arguments
+from promptkit.tools.signature import schema_from_signature
 
 from support import PACKS, Driver
 
@@ -114,10 +115,11 @@ def test_coerced_arguments_reach_the_handler(driver: Driver, tmp_path: Any) -> N
 
 
 def test_arguments_that_are_not_json_are_refused(driver: Driver) -> None:
-    from promptkit._tools import RegisteredTool, plan_calls
+    from promptkit.engine.tool_round import plan_calls
+    from promptkit.tools.registry import tool_entry
 
     call = promptkit.ToolCall(id="1", name="t", arguments={}, raw_arguments='{"city": "Par')
-    plan = plan_calls([call], {"t": RegisteredTool.of(lambda args: 1)}, schemas={},
+    plan = plan_calls([call], {"t": tool_entry(lambda args: 1)}, schemas={},
                       allowed=None, blocklist=(), conversation_id="c", deadline=1.0)
     assert plan.runs == [] and plan.slots[0] is not None and plan.slots[0].is_error
     assert "not a JSON object" in plan.slots[0].content

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from promptkit._errors import APIConnectionError, ConnectTimeout
-from promptkit._fake_server import FakeServer, RecordedRequest, Reply, split_body
-from promptkit.providers._base import HTTPRequest
+from promptkit.engine.dialect import HTTPRequest
+from promptkit.testing.fake_server import FakeServer, RecordedRequest, Reply, split_body
 from promptkit.transport._base import ReadTimeout
 from promptkit.transport.async_http import AsyncHTTPTransport
 from promptkit.transport.sync_http import SyncHTTPTransport, _SyncBody, env_proxy

@@ -9,9 +9,9 @@ import pytest
 
 import promptkit
 from promptkit import Message, ToolCall, Usage
-from promptkit._pricing import cost_of, price_for
-from promptkit._retry import RetryPolicy
-from promptkit._tools import result_from_exception, result_from_value
+from promptkit.engine.pricing import cost_of, price_for
+from promptkit.engine.retry import RetryPolicy
+from promptkit.engine.tool_round import result_from_exception, result_from_value
 from promptkit.stores import ConflictError, MemoryStore
 
 
@@ -142,7 +142,7 @@ def test_user_prices_are_case_insensitive_and_do_not_shadow_longer_names() -> No
 
 
 def test_reasoning_models_get_max_completion_tokens() -> None:
-    from promptkit.providers._base import Endpoint, ModelRequest
+    from promptkit.engine.dialect import Endpoint, ModelRequest
     from promptkit.providers.openai_chat import OpenAIChatDialect
 
     dialect = OpenAIChatDialect(Endpoint(base_url="http://x/v1"))

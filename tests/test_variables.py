@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from promptkit._errors import InvalidVariableError, MissingVariableError
-from promptkit._pack import VariableSpec, VariableValidation
-from promptkit._template import compile_template
-from promptkit._variables import VariableSet, check_value, spec_problems
+from promptkit.pack.model import VariableSpec, VariableValidation
+from promptkit.pack.template import compile_template
+from promptkit.pack.variables import VariableSet, check_value, spec_problems
 
 
 def spec(name: str = "v", type: Any = "string", **rules: Any) -> VariableSpec:

@@ -6,23 +6,18 @@
         for chunk in conv.stream("Hello!"):
             print(chunk.text, end="")
 
-Everything public is importable from this module; submodules starting with ``_`` are private.
-Every name loads lazily, on first use, so ``import promptkit`` costs almost nothing; provider
-dialects, the HTTP client library and the CLI load only when a conversation needs them.
+Everything public is importable from this module (plus ``promptkit.stores`` and
+``promptkit.testing``); the subpackages are the implementation, laid out as the data flow
+(``docs/design.md``). Every name loads lazily, on first use, so ``import promptkit`` costs
+almost nothing; provider dialects, the HTTP client library and the CLI load only when a
+conversation needs them.
 """
-
-from __future__ import annotations
-
-import importlib
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would cost import time
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._async_conversation import AsyncConversation, AsyncStream
-    from ._chunks import ChunkType, Response, StreamChunk
-    from ._conversation import Conversation, Stream
-    from ._errors import (
+    from promptkit._errors import (
         APIConnectionError,
         APIStatusError,
         AuthenticationError,
@@ -59,92 +54,112 @@ if TYPE_CHECKING:
         ValidationIssue,
         VariableError,
     )
-    from ._http_tool import HTTPTool, HTTPToolError, HTTPToolRefusedError, HTTPToolTimeoutError
-    from ._mcp import MCPError, MCPServer, MCPServerError, MCPTimeoutError, MCPToolError
-    from ._messages import Message, ToolCall, ToolResult, Usage
-    from ._open import open, open_async
-    from ._pack import Pack, PromptSpec, ToolPolicy, ToolSpec, VariableSpec, load_pack
-    from ._pending import PendingToolCall, PendingToolError
-    from ._pricing import set_price
-    from ._resume import PackMismatchError, PackVersionWarning, resume, resume_async
-    from ._timeouts import Timeouts
-    from ._tools import ToolContext
+    from promptkit.conversation.async_driver import AsyncConversation, AsyncStream
+    from promptkit.conversation.opening import open, open_async
+    from promptkit.conversation.resuming import (
+        PackMismatchError,
+        PackVersionWarning,
+        resume,
+        resume_async,
+    )
+    from promptkit.conversation.sync_driver import Conversation, Stream
+    from promptkit.engine.chunks import ChunkType, Response, StreamChunk
+    from promptkit.engine.held import PendingToolCall, PendingToolError
+    from promptkit.engine.messages import Message, ToolCall, ToolResult, Usage
+    from promptkit.engine.pricing import set_price
+    from promptkit.engine.timeouts import Timeouts
+    from promptkit.engine.tool_round import ToolContext
+    from promptkit.pack.loading import load_pack
+    from promptkit.pack.model import Pack, PromptSpec, ToolPolicy, ToolSpec, VariableSpec
+    from promptkit.tools.http import (
+        HTTPTool,
+        HTTPToolError,
+        HTTPToolRefusedError,
+        HTTPToolTimeoutError,
+    )
+    from promptkit.tools.mcp import (
+        MCPError,
+        MCPServer,
+        MCPServerError,
+        MCPTimeoutError,
+        MCPToolError,
+    )
 
 __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
     "APIConnectionError": "._errors",
     "APIStatusError": "._errors",
-    "AsyncConversation": "._async_conversation",
-    "AsyncStream": "._async_conversation",
+    "AsyncConversation": ".conversation.async_driver",
+    "AsyncStream": ".conversation.async_driver",
     "AuthenticationError": "._errors",
     "BadRequestError": "._errors",
-    "ChunkType": "._chunks",
+    "ChunkType": ".engine.chunks",
     "ConnectTimeout": "._errors",
     "ContextLengthError": "._errors",
-    "Conversation": "._conversation",
+    "Conversation": ".conversation.sync_driver",
     "ConversationBusyError": "._errors",
     "ConversationClosedError": "._errors",
     "ConversationNotFoundError": "._errors",
     "FirstTokenTimeout": "._errors",
-    "HTTPTool": "._http_tool",
-    "HTTPToolError": "._http_tool",
-    "HTTPToolRefusedError": "._http_tool",
-    "HTTPToolTimeoutError": "._http_tool",
+    "HTTPTool": ".tools.http",
+    "HTTPToolError": ".tools.http",
+    "HTTPToolRefusedError": ".tools.http",
+    "HTTPToolTimeoutError": ".tools.http",
     "IdleTimeout": "._errors",
     "InvalidVariableError": "._errors",
-    "MCPError": "._mcp",
-    "MCPServer": "._mcp",
-    "MCPServerError": "._mcp",
-    "MCPTimeoutError": "._mcp",
-    "MCPToolError": "._mcp",
-    "Message": "._messages",
+    "MCPError": ".tools.mcp",
+    "MCPServer": ".tools.mcp",
+    "MCPServerError": ".tools.mcp",
+    "MCPTimeoutError": ".tools.mcp",
+    "MCPToolError": ".tools.mcp",
+    "Message": ".engine.messages",
     "MissingVariableError": "._errors",
     "NotFoundError": "._errors",
     "OverloadedError": "._errors",
-    "Pack": "._pack",
-    "PackMismatchError": "._resume",
-    "PackVersionWarning": "._resume",
-    "PendingToolCall": "._pending",
-    "PendingToolError": "._pending",
+    "Pack": ".pack.model",
+    "PackMismatchError": ".conversation.resuming",
+    "PackVersionWarning": ".conversation.resuming",
+    "PendingToolCall": ".engine.held",
+    "PendingToolError": ".engine.held",
     "PackError": "._errors",
     "PackNotFoundError": "._errors",
     "PackValidationError": "._errors",
     "PermissionDeniedError": "._errors",
     "PromptKitError": "._errors",
     "PromptNotFoundError": "._errors",
-    "PromptSpec": "._pack",
+    "PromptSpec": ".pack.model",
     "ProviderError": "._errors",
     "ProviderNotConfiguredError": "._errors",
     "RateLimitError": "._errors",
-    "Response": "._chunks",
+    "Response": ".engine.chunks",
     "ServerError": "._errors",
     "StoreError": "._errors",
-    "Stream": "._conversation",
-    "StreamChunk": "._chunks",
+    "Stream": ".conversation.sync_driver",
+    "StreamChunk": ".engine.chunks",
     "StreamInterruptedError": "._errors",
     "StreamProtocolError": "._errors",
-    "Timeouts": "._timeouts",
+    "Timeouts": ".engine.timeouts",
     "ToolArgumentsError": "._errors",
-    "ToolCall": "._messages",
-    "ToolContext": "._tools",
+    "ToolCall": ".engine.messages",
+    "ToolContext": ".engine.tool_round",
     "ToolError": "._errors",
     "ToolLoopLimitError": "._errors",
     "ToolNotRegisteredError": "._errors",
-    "ToolPolicy": "._pack",
-    "ToolResult": "._messages",
-    "ToolSpec": "._pack",
+    "ToolPolicy": ".pack.model",
+    "ToolResult": ".engine.messages",
+    "ToolSpec": ".pack.model",
     "TurnTimeout": "._errors",
-    "Usage": "._messages",
+    "Usage": ".engine.messages",
     "ValidationIssue": "._errors",
     "VariableError": "._errors",
-    "VariableSpec": "._pack",
-    "load_pack": "._pack",
-    "resume": "._resume",
-    "resume_async": "._resume",
-    "open": "._open",
-    "open_async": "._open",
-    "set_price": "._pricing",
+    "VariableSpec": ".pack.model",
+    "load_pack": ".pack.loading",
+    "resume": ".conversation.resuming",
+    "resume_async": ".conversation.resuming",
+    "open": ".conversation.opening",
+    "open_async": ".conversation.opening",
+    "set_price": ".engine.pricing",
 }
 
 __all__ = [
@@ -224,14 +239,23 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'promptkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    from importlib import import_module  # here, not at the top: `import promptkit` stays lean
+
+    value = getattr(import_module(module, __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+# Pack.open / open_async / resume / resume_async call the public functions through this lookup,
+# so promptkit.pack never imports the conversation drivers built on top of it.
+from . import pack as _pack  # noqa: E402  (no imports of its own: costs ~0.1 ms)
+
+_pack.register(__getattr__)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from .._conversation import Conversation
-from .._errors import MissingVariableError, PackError, ProviderNotConfiguredError
-from .main import parse_vars
+from promptkit._errors import MissingVariableError, PackError, ProviderNotConfiguredError
+from promptkit.conversation.sync_driver import Conversation
 
-__all__ = ["open_from_args"]
+__all__ = ["open_from_args", "parse_vars"]
 
 FALLBACK_NOTICE = (
     "No LLM provider is configured, so this chat uses the offline mock provider.\n"
@@ -40,7 +39,7 @@ def open_from_args(args: argparse.Namespace, *, notice: Callable[[str], None],
     pack = promptkit.load_pack(args.pack)
     opener = promptkit.open
     if getattr(args, "session", None):
-        from .sessions import session_opener
+        from promptkit.cli.sessions import session_opener
 
         opener = session_opener(args.session, notice)
     try:
@@ -82,3 +81,14 @@ def report_error(exc: BaseException) -> int:
     kind = type(exc).__name__
     print(f"promptkit: {kind}: {exc}", file=sys.stderr)
     return 2 if isinstance(exc, PackError) else 1
+
+
+def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
+    """``["a=1", "b=x=y"]`` → ``{"a": "1", "b": "x=y"}``; rejects items without ``=``."""
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"promptkit: --var expects NAME=VALUE, got {pair!r}")
+        values[name.strip()] = value
+    return values

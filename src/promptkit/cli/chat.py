@@ -11,16 +11,16 @@ import argparse
 import functools
 from typing import TYPE_CHECKING
 
-from .._chunks import ChunkType, Response
-from .._errors import PromptKitError
-from ._session import open_from_args, report_error
+from promptkit._errors import PromptKitError
+from promptkit.cli._session import open_from_args, report_error
+from promptkit.engine.chunks import ChunkType, Response
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from rich.console import Console
 
-    from .._conversation import Stream
+    from promptkit.conversation.sync_driver import Stream
 
 __all__ = ["run_chat"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .._errors import PackError
-from ._session import report_error
+from promptkit._errors import PackError
+from promptkit.cli._session import report_error
 
 __all__ = ["describe", "run_inspect"]
 
@@ -41,7 +41,7 @@ def describe(pack: Any) -> dict[str, Any]:
 
 
 def run_inspect(path: str, *, as_json: bool) -> int:
-    from .._pack import load_pack
+    from promptkit.pack.loading import load_pack
 
     try:
         pack = load_pack(path)

@@ -32,7 +32,7 @@ def _add_conversation_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from promptkit import __version__
 
     parser = argparse.ArgumentParser(
         prog="promptkit", description="Run and check PromptPack conversations.")
@@ -55,43 +55,32 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("pack")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
 
-    from .sessions import add_parser as add_sessions
+    from promptkit.cli.sessions import add_parser as add_sessions
 
     add_sessions(commands)
     return parser
-
-
-def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
-    """``["a=1", "b=x=y"]`` → ``{"a": "1", "b": "x=y"}``; rejects items without ``=``."""
-    values: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise SystemExit(f"promptkit: --var expects NAME=VALUE, got {pair!r}")
-        values[name.strip()] = value
-    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "validate":
-        from .validate import run_validate
+        from promptkit.cli.validate import run_validate
 
         return run_validate(args.packs)
     if args.command == "inspect":
-        from .inspect import run_inspect
+        from promptkit.cli.inspect import run_inspect
 
         return run_inspect(args.pack, as_json=args.json)
     if args.command == "sessions":
-        from .sessions import run_sessions
+        from promptkit.cli.sessions import run_sessions
 
         return run_sessions(args)
     if args.command == "send":
-        from .send import run_send
+        from promptkit.cli.send import run_send
 
         return run_send(args)
-    from .chat import run_chat
+    from promptkit.cli.chat import run_chat
 
     return run_chat(args)
 

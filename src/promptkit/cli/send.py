@@ -7,10 +7,10 @@ import json
 import sys
 from typing import Any
 
-from .._chunks import ChunkType, Response, StreamChunk
-from .._conversation import Stream
-from .._errors import APIStatusError, PromptKitError
-from ._session import open_from_args, report_error
+from promptkit._errors import APIStatusError, PromptKitError
+from promptkit.cli._session import open_from_args, report_error
+from promptkit.conversation.sync_driver import Stream
+from promptkit.engine.chunks import ChunkType, Response, StreamChunk
 
 __all__ = ["chunk_to_json", "run_send"]
 

@@ -19,13 +19,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._errors import PromptKitError, StoreError
-from ..stores._protocol import ConversationInfo, InvalidConversationIdError, check_conversation_id
+from promptkit._errors import PromptKitError, StoreError
+from promptkit.stores._protocol import (
+    ConversationInfo,
+    InvalidConversationIdError,
+    check_conversation_id,
+)
 
 if TYPE_CHECKING:
-    from .._conversation import Conversation
-    from .._pack import Pack
-    from ..stores.sqlite import SQLiteStore
+    from promptkit.conversation.sync_driver import Conversation
+    from promptkit.pack.model import Pack
+    from promptkit.stores.sqlite import SQLiteStore
 
 __all__ = ["DATA_DIR_ENV", "data_dir", "run_sessions", "session_opener", "sessions_path"]
 
@@ -49,7 +53,7 @@ def sessions_path() -> Path:
 
 def open_sessions(*, create: bool) -> SQLiteStore | None:
     """The sessions store; ``None`` when it does not exist yet and ``create`` is false."""
-    from ..stores.sqlite import SQLiteStore
+    from promptkit.stores.sqlite import SQLiteStore
 
     path = sessions_path()
     if not path.exists():
@@ -79,8 +83,8 @@ def session_opener(name: str, notice: Callable[[str], None]
     check_name(name)
 
     def open_session(pack: Pack, prompt: str, **options: Any) -> Conversation:
-        from .._open import open as open_conversation
-        from .._resume import resume
+        from promptkit.conversation.opening import open as open_conversation
+        from promptkit.conversation.resuming import resume
 
         store = open_sessions(create=True)
         assert store is not None
@@ -168,7 +172,7 @@ def _list(*, as_json: bool) -> int:
 
 
 def _show(name: str, *, as_json: bool) -> int:
-    from .._pending import visible
+    from promptkit.engine.held import visible
 
     store = open_sessions(create=False)
     stored = None if store is None else store.load(name)

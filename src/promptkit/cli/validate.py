@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from .._errors import PackNotFoundError, PackValidationError
+from promptkit._errors import PackNotFoundError, PackValidationError
 
 __all__ = ["run_validate"]
 
 
 def run_validate(paths: Sequence[str]) -> int:
     """Check each pack; exit 0 if all are valid, 1 if any has problems, 2 if unreadable."""
-    from .._pack import load_pack
+    from promptkit.pack.loading import load_pack
 
     status = 0
     for path in paths:

@@ -13,10 +13,10 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from promptkit._chunks import ChunkType, StreamChunk, text_chunk
 from promptkit._errors import ProviderError, StreamProtocolError
 from promptkit._json import loads
-from promptkit._messages import Message, ToolCall, ToolResult
+from promptkit.engine.chunks import ChunkType, StreamChunk, text_chunk
+from promptkit.engine.messages import Message, ToolCall, ToolResult
 
 __all__ = [
     "DecoderBase",
@@ -39,7 +39,7 @@ _THINKING = ChunkType.THINKING
 
 def thinking_chunk(text: str) -> StreamChunk:
     """A THINKING chunk (reasoning text, never part of the answer), built as cheaply as
-    :func:`~promptkit._chunks.text_chunk`."""
+    :func:`~promptkit.engine.chunks.text_chunk`."""
     chunk = text_chunk(text)
     _set_type(chunk, _THINKING)
     return chunk

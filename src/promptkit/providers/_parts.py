@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from promptkit._errors import BadRequestError
-from promptkit._messages import Message
+from promptkit.engine.messages import Message
 
 __all__ = ["anthropic_block", "gemini_part", "media_parts", "ollama_image", "responses_part"]
 

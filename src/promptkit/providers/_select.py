@@ -8,15 +8,16 @@ Dialect modules are imported only when a conversation is opened with them.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._errors import ProviderNotConfiguredError
-from ._base import Dialect, Endpoint
+from promptkit._errors import ProviderNotConfiguredError
+from promptkit.engine.dialect import Dialect, Endpoint
+from promptkit.providers.binding import Binding
 
 if TYPE_CHECKING:
-    from ..transport._base import AsyncTransport, SyncTransport
+    from promptkit.transport._base import AsyncTransport, SyncTransport
 
 __all__ = ["PRESETS", "Binding", "Preset", "infer_provider", "resolve_provider"]
 
@@ -77,18 +78,6 @@ ENV_ORDER: tuple[tuple[str, str], ...] = (
     ("GOOGLE_API_KEY", "gemini"),
     ("OLLAMA_HOST", "ollama"),
 )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Binding:
-    """A resolved provider: its dialect, model and how to make transports for it."""
-
-    provider: str
-    model: str
-    dialect: Dialect
-    sync_transport: Callable[[], SyncTransport]
-    async_transport: Callable[[], AsyncTransport]
-    options: Mapping[str, object] = field(default_factory=dict)
 
 
 def infer_provider(model: str) -> str | None:
@@ -217,7 +206,7 @@ def _resolve(
             f"provider {name!r} has no default model: pass model=... or set it in the pack's "
             "provider block")
     if preset.dialect == "mock":
-        from .mock import mock_binding
+        from promptkit.providers.mock import mock_binding
 
         script = mock_responses or env.get("PROMPTKIT_MOCK_RESPONSES") or None
         return mock_binding(chosen_model, script)
@@ -253,22 +242,22 @@ def make_dialect(kind: str, endpoint: Endpoint, name: str, api: str | None) -> D
         if kind != "openai_chat":
             raise ProviderNotConfiguredError(
                 f"api='responses' is an OpenAI API; provider {name!r} does not offer it")
-        from .openai_responses import OpenAIResponsesDialect
+        from promptkit.providers.openai_responses import OpenAIResponsesDialect
 
         return OpenAIResponsesDialect(endpoint, name=name)
     if kind == "anthropic":
-        from .anthropic import AnthropicDialect
+        from promptkit.providers.anthropic import AnthropicDialect
 
         return AnthropicDialect(endpoint, name=name)
     if kind == "gemini":
-        from .gemini import GeminiDialect
+        from promptkit.providers.gemini import GeminiDialect
 
         return GeminiDialect(endpoint, name=name)
     if kind == "ollama":
-        from .ollama import OllamaDialect
+        from promptkit.providers.ollama import OllamaDialect
 
         return OllamaDialect(endpoint, name=name)
-    from .openai_chat import OpenAIChatDialect
+    from promptkit.providers.openai_chat import OpenAIChatDialect
 
     return OpenAIChatDialect(endpoint, name=name)
 
@@ -296,7 +285,7 @@ def shared_sync_transport() -> SyncTransport:
     if _sync_transport is None:
         import atexit
 
-        from ..transport.sync_http import SyncHTTPTransport
+        from promptkit.transport.sync_http import SyncHTTPTransport
 
         _sync_transport = SyncHTTPTransport()
         atexit.register(_sync_transport.close)  # close pooled keep-alive sockets at exit
@@ -307,7 +296,7 @@ def shared_async_transport() -> AsyncTransport:
     """The process-wide asyncio HTTP transport (it keeps one session per event loop)."""
     global _async_transport
     if _async_transport is None:
-        from ..transport.async_http import AsyncHTTPTransport
+        from promptkit.transport.async_http import AsyncHTTPTransport
 
         _async_transport = AsyncHTTPTransport()
     return _async_transport

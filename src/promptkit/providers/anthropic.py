@@ -38,14 +38,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from promptkit._chunks import StreamChunk, text_chunk
 from promptkit._errors import APIStatusError, ProviderError, StreamInterruptedError
 from promptkit._json import encode, loads
-from promptkit._messages import Message, ToolResult, Usage
-from promptkit.transport.sse import SSEDecoder
-
-from ._base import Endpoint, HTTPRequest, ModelRequest, RoundResult
-from ._common import (
+from promptkit.engine.chunks import StreamChunk, text_chunk
+from promptkit.engine.dialect import Endpoint, HTTPRequest, ModelRequest, RoundResult
+from promptkit.engine.messages import Message, ToolResult, Usage
+from promptkit.providers._common import (
     DecoderBase,
     dumps,
     int_of,
@@ -56,9 +54,14 @@ from ._common import (
     tool_call,
     turns,
 )
-from ._errors_map import build_status_error, extract_error_fields, fallback_message
-from ._parts import anthropic_block, media_parts
-from ._response_format import schema_instruction
+from promptkit.providers._errors_map import (
+    build_status_error,
+    extract_error_fields,
+    fallback_message,
+)
+from promptkit.providers._parts import anthropic_block, media_parts
+from promptkit.providers._response_format import schema_instruction
+from promptkit.transport.sse import SSEDecoder
 
 __all__ = ["AnthropicDecoder", "AnthropicDialect"]
 

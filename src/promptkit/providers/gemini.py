@@ -44,13 +44,18 @@ from itertools import groupby
 from typing import Any
 from urllib.parse import quote
 
-from promptkit._chunks import StreamChunk, text_chunk
 from promptkit._errors import APIStatusError, ProviderError, StreamInterruptedError
 from promptkit._json import encode, loads
-from promptkit._messages import Message, ToolResult, Usage
-
-from ._base import Endpoint, HTTPRequest, ModelRequest, RoundResult, ToolDefinition
-from ._common import (
+from promptkit.engine.chunks import StreamChunk, text_chunk
+from promptkit.engine.dialect import (
+    Endpoint,
+    HTTPRequest,
+    ModelRequest,
+    RoundResult,
+    ToolDefinition,
+)
+from promptkit.engine.messages import Message, ToolResult, Usage
+from promptkit.providers._common import (
     DecoderBase,
     dumps,
     int_of,
@@ -61,15 +66,15 @@ from ._common import (
     tool_result_value,
     turns,
 )
-from ._errors_map import (
+from promptkit.providers._errors_map import (
     build_status_error,
     extract_error_fields,
     fallback_message,
     google_error_details,
 )
-from ._gemini_wire import GeminiFrames, PartialArgs, gemini_schema
-from ._parts import gemini_part, media_parts
-from ._response_format import json_schema_of
+from promptkit.providers._gemini_wire import GeminiFrames, PartialArgs, gemini_schema
+from promptkit.providers._parts import gemini_part, media_parts
+from promptkit.providers._response_format import json_schema_of
 
 __all__ = ["GeminiDecoder", "GeminiDialect"]
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._errors import ProviderNotConfiguredError
-from ..transport.mock import MockReply, MockTransport
-from ._base import Endpoint, HTTPRequest
-from ._select import Binding
+from promptkit._errors import ProviderNotConfiguredError
+from promptkit.engine.dialect import Endpoint, HTTPRequest
+from promptkit.providers.binding import Binding
+from promptkit.transport.mock import MockReply, MockTransport
 
 __all__ = ["MockResponses", "MockTurn", "mock_binding"]
 
@@ -193,7 +193,7 @@ class MockServerLogic:
 
 def mock_binding(model: str, responses: object) -> Binding:
     """A :class:`Binding` whose transport is the in-process mock server."""
-    from .openai_chat import OpenAIChatDialect
+    from promptkit.providers.openai_chat import OpenAIChatDialect
 
     options: dict[str, Any] = {}
     source = responses

@@ -35,7 +35,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from promptkit._chunks import StreamChunk, text_chunk
 from promptkit._errors import (
     APIStatusError,
     BadRequestError,
@@ -44,17 +43,23 @@ from promptkit._errors import (
     StreamProtocolError,
 )
 from promptkit._json import encode, loads
-from promptkit._messages import Message, ToolCall, Usage
-from promptkit.transport.sse import SSEDecoder
-
-from ._base import Endpoint, HTTPRequest, ModelRequest, RoundResult, ToolDefinition
-from ._errors_map import (
+from promptkit.engine.chunks import StreamChunk, text_chunk
+from promptkit.engine.dialect import (
+    Endpoint,
+    HTTPRequest,
+    ModelRequest,
+    RoundResult,
+    ToolDefinition,
+)
+from promptkit.engine.messages import Message, ToolCall, Usage
+from promptkit.providers._errors_map import (
     build_status_error,
     extract_error_fields,
     status_error_from_body,
 )
-from ._parts import media_parts
-from ._response_format import json_schema_of, schema_name
+from promptkit.providers._parts import media_parts
+from promptkit.providers._response_format import json_schema_of, schema_name
+from promptkit.transport.sse import SSEDecoder
 
 __all__ = ["OpenAIChatDecoder", "OpenAIChatDialect"]
 

@@ -42,14 +42,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from promptkit._chunks import StreamChunk, text_chunk
 from promptkit._errors import APIStatusError, ProviderError, StreamInterruptedError
 from promptkit._json import encode, loads
-from promptkit._messages import Message, Usage
-from promptkit.transport.sse import SSEDecoder
-
-from ._base import Endpoint, HTTPRequest, ModelRequest, RoundResult
-from ._common import (
+from promptkit.engine.chunks import StreamChunk, text_chunk
+from promptkit.engine.dialect import Endpoint, HTTPRequest, ModelRequest, RoundResult
+from promptkit.engine.messages import Message, Usage
+from promptkit.providers._common import (
     DecoderBase,
     dumps,
     int_of,
@@ -59,13 +57,14 @@ from ._common import (
     tool_call,
     turns,
 )
-from ._errors_map import (
+from promptkit.providers._errors_map import (
     build_status_error,
     extract_error_fields,
     status_error_from_body,
 )
-from ._parts import media_parts, responses_part
-from ._response_format import json_schema_of, schema_name
+from promptkit.providers._parts import media_parts, responses_part
+from promptkit.providers._response_format import json_schema_of, schema_name
+from promptkit.transport.sse import SSEDecoder
 
 __all__ = ["OpenAIResponsesDecoder", "OpenAIResponsesDialect"]
 

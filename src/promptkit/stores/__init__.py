@@ -10,13 +10,16 @@ Every store keeps, per conversation id, the history (versioned: one version per 
 and metadata (pack id, prompt, pack version, variables, created/updated times). Ids are 1-255
 characters from ``A-Z a-z 0-9 . _ : -``. The persistent stores load lazily: importing this
 package costs nothing until one is used (``redis`` is imported only by the Redis stores).
+
+May import ``promptkit.engine.messages`` and ``promptkit._errors``; a store knows nothing of
+packs, turns or drivers.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._protocol import (
+from promptkit.stores._protocol import (
     AsyncConversationStore,
     ConflictError,
     ConversationExistsError,
@@ -27,12 +30,12 @@ from ._protocol import (
     StoredConversation,
     check_conversation_id,
 )
-from .memory import MemoryStore
+from promptkit.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
-    from ._redis import AsyncRedisStore, RedisStore
-    from ._sqlite_async import AsyncSQLiteStore
-    from .sqlite import SQLiteStore
+    from promptkit.stores._redis import AsyncRedisStore, RedisStore
+    from promptkit.stores._sqlite_async import AsyncSQLiteStore
+    from promptkit.stores.sqlite import SQLiteStore
 
 __all__ = [
     "AsyncConversationStore",

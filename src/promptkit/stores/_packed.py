@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._messages import Message, Usage
+from promptkit.engine.messages import Message, Usage
 
 __all__ = ["Packed", "pack", "unpack"]
 

@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .._errors import StoreError
-from .._messages import Message
+from promptkit._errors import StoreError
+from promptkit.engine.messages import Message
 
 __all__ = [
     "AsyncConversationStore",

@@ -32,9 +32,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from .._errors import StoreError
-from .._messages import Message
-from ._protocol import (
+from promptkit._errors import StoreError
+from promptkit.engine.messages import Message
+from promptkit.stores._protocol import (
     ConflictError,
     ConversationExistsError,
     ConversationInfo,

@@ -13,14 +13,14 @@ import os
 import threading
 from collections.abc import Sequence
 
-from .._messages import Message
-from ._protocol import (
+from promptkit.engine.messages import Message
+from promptkit.stores._protocol import (
     ConversationInfo,
     ConversationMetadata,
     StoredConversation,
     check_conversation_id,
 )
-from .sqlite import SQLiteStore, Synchronous
+from promptkit.stores.sqlite import SQLiteStore, Synchronous
 
 __all__ = ["AsyncSQLiteStore"]
 

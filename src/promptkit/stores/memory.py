@@ -17,9 +17,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from types import MappingProxyType
 
-from .._messages import Message
-from ._packed import Packed, pack, unpack
-from ._protocol import (
+from promptkit.engine.messages import Message
+from promptkit.stores._packed import Packed, pack, unpack
+from promptkit.stores._protocol import (
     ConflictError,
     ConversationExistsError,
     ConversationInfo,

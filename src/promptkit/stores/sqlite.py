@@ -31,9 +31,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from .._errors import StoreError
-from .._messages import Message
-from ._protocol import (
+from promptkit._errors import StoreError
+from promptkit.engine.messages import Message
+from promptkit.stores._protocol import (
     ConflictError,
     ConversationExistsError,
     ConversationInfo,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from ..providers._base import HTTPRequest
+from promptkit.engine.dialect import HTTPRequest
 
 __all__ = ["AsyncBody", "AsyncTransport", "ReadTimeout", "SyncBody", "SyncTransport"]
 

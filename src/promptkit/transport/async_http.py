@@ -22,7 +22,7 @@ from promptkit.transport.sync_http import ProxyInfo, _finite, env_proxy
 if TYPE_CHECKING:
     import ssl
 
-    from promptkit.providers._base import HTTPRequest
+    from promptkit.engine.dialect import HTTPRequest
 
 __all__ = ["AsyncHTTPTransport"]
 

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..providers._base import HTTPRequest
-from ._base import ReadTimeout
+from promptkit.engine.dialect import HTTPRequest
+from promptkit.transport._base import ReadTimeout
 
 __all__ = ["MockReply", "MockTransport"]
 

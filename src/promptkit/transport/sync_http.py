@@ -28,7 +28,7 @@ from promptkit.transport._base import ReadTimeout
 if TYPE_CHECKING:
     import ssl
 
-    from promptkit.providers._base import HTTPRequest
+    from promptkit.engine.dialect import HTTPRequest
 
 __all__ = ["ProxyInfo", "SyncHTTPTransport", "env_proxy"]
 

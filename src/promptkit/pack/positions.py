@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ValidationIssue
+from promptkit._errors import ValidationIssue
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError

@@ -35,11 +35,11 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from ._errors import InvalidVariableError, MissingVariableError
-from ._template import CompiledTemplate, stringify
+from promptkit._errors import InvalidVariableError, MissingVariableError
+from promptkit.pack.template import CompiledTemplate, stringify
 
 if TYPE_CHECKING:
-    from ._pack import VariableSpec
+    from promptkit.pack.model import VariableSpec
 
 __all__ = ["VariableSet", "check_value", "spec_problems", "to_text"]
 

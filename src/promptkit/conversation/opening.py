@@ -6,18 +6,18 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._core import new_conversation_id
-from ._resume import MetadataBinding, accepts_metadata
-from ._timeouts import Timeouts
-from ._variables import VariableSet
-from .providers._select import resolve_provider
-from .stores._protocol import check_conversation_id
-from .stores.memory import MemoryStore
+from promptkit.conversation.core import new_conversation_id
+from promptkit.conversation.store_binding import MetadataBinding, accepts_metadata
+from promptkit.engine.timeouts import Timeouts
+from promptkit.pack.variables import VariableSet
+from promptkit.providers._select import resolve_provider
+from promptkit.stores._protocol import check_conversation_id
+from promptkit.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
-    from ._async_conversation import AsyncConversation
-    from ._conversation import Conversation
-    from ._pack import Pack
+    from promptkit.conversation.async_driver import AsyncConversation
+    from promptkit.conversation.sync_driver import Conversation
+    from promptkit.pack.model import Pack
 
 __all__ = ["open", "open_async"]
 
@@ -72,7 +72,8 @@ def _conversation_kwargs(
 
 
 def _as_pack(pack: str | os.PathLike[str] | Pack) -> Pack:
-    from ._pack import Pack, load_pack
+    from promptkit.pack.loading import load_pack
+    from promptkit.pack.model import Pack
 
     return pack if isinstance(pack, Pack) else load_pack(pack)
 
@@ -107,7 +108,7 @@ def open(
 
         conv = promptkit.open("hello.pack.json", "chat", variables={"user_name": "Ada"})
     """
-    from ._conversation import Conversation
+    from promptkit.conversation.sync_driver import Conversation
 
     return Conversation(**_conversation_kwargs(
         _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,
@@ -138,7 +139,7 @@ def open_async(
 
         async with promptkit.open_async("hello.pack.json", "chat") as conv: ...
     """
-    from ._async_conversation import AsyncConversation
+    from promptkit.conversation.async_driver import AsyncConversation
 
     return AsyncConversation(**_conversation_kwargs(
         _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,

@@ -5,11 +5,14 @@
 - :class:`FakeServer` is a real HTTP server on 127.0.0.1 that replays scripted :class:`Reply`
   objects (recorded SSE bytes, errors, drops, stalls): point ``base_url=`` at ``server.url``.
 - :class:`MockTransport` / :class:`MockReply` answer requests in-process from a function.
+
+Public API (``from promptkit.testing import FakeServer``). ``fake_server`` lives here; the mock
+provider and transport live with the other providers and transports and are re-exported.
 """
 
-from ._fake_server import FakeServer, RecordedRequest, Reply
-from .providers.mock import MockResponses, MockTurn
-from .transport.mock import MockReply, MockTransport
+from promptkit.providers.mock import MockResponses, MockTurn
+from promptkit.testing.fake_server import FakeServer, RecordedRequest, Reply
+from promptkit.transport.mock import MockReply, MockTransport
 
 __all__ = [
     "FakeServer",

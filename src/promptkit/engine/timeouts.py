@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ._errors import FirstTokenTimeout, IdleTimeout, ProviderError, TurnTimeout
+from promptkit._errors import FirstTokenTimeout, IdleTimeout, ProviderError, TurnTimeout
 
 __all__ = ["Timeouts"]
 

@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._chunks import StreamChunk
-from .._errors import APIStatusError
-from .._messages import Message, Usage
+from promptkit._errors import APIStatusError
+from promptkit.engine.chunks import StreamChunk
+from promptkit.engine.messages import Message, Usage
 
 __all__ = [
     "Dialect",

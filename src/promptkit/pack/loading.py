@@ -18,17 +18,28 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from ._errors import (
+from promptkit._errors import (
     PackNotFoundError,
     PackValidationError,
-    PromptNotFoundError,
     ValidationIssue,
 )
-from ._json_positions import (
+from promptkit.pack.model import (
+    Pack,
+    PromptSpec,
+    ProviderHint,
+    ToolChoice,
+    ToolPolicy,
+    ToolSpec,
+    VariableSpec,
+    VariableType,
+    VariableValidation,
+    empty_tool_parameters,
+    frozen,
+)
+from promptkit.pack.positions import (
     Locator,
     decode_error_issue,
     describe,
@@ -36,30 +47,18 @@ from ._json_positions import (
     schema_issues,
     unexpected_property,
 )
-from ._template import CompiledTemplate, compile_template, fragment_problems
-from ._variables import spec_problems
+from promptkit.pack.template import CompiledTemplate, compile_template, fragment_problems
+from promptkit.pack.variables import spec_problems
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
 
-    from ._async_conversation import AsyncConversation
-    from ._conversation import Conversation
 
 __all__ = [
-    "Pack",
-    "PromptSpec",
-    "ProviderHint",
-    "ToolPolicy",
-    "ToolSpec",
-    "VariableSpec",
-    "VariableValidation",
     "load_pack",
     "load_pack_from_dict",
     "load_pack_from_string",
 ]
-
-VariableType = Literal["string", "number", "boolean", "object", "array"]
-ToolChoice = Literal["auto", "required", "none"]
 
 _SCHEMA_RESOURCE = "_data/promptpack.schema.v1.5.0.json"
 _PARAMETER_KEYS = (
@@ -70,166 +69,6 @@ _PARAMETER_KEYS = (
     "frequency_penalty",
     "presence_penalty",
 )
-
-
-def _frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(mapping or {}))
-
-
-def _empty_tool_parameters() -> Mapping[str, Any]:
-    return MappingProxyType({"type": "object", "properties": {}})
-
-
-# --- values ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProviderHint:
-    """The pack's optional top-level ``"provider": {"name", "model"}`` block (an extension)."""
-
-    name: str | None = None
-    model: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VariableValidation:
-    """A variable's ``validation`` rules, checked whenever a value is set or used."""
-
-    pattern: str | None = None
-    min_length: int | None = None
-    max_length: int | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    enum: tuple[Any, ...] | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VariableSpec:
-    """A template variable a prompt declares: its type, whether it is required, its default."""
-
-    name: str
-    type: VariableType = "string"
-    required: bool = False
-    #: the pack's default as written in JSON (meaningful only when ``has_default``)
-    default: Any = None
-    has_default: bool = False
-    description: str = ""
-    example: Any = None
-    validation: VariableValidation | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ToolPolicy:
-    """How a prompt may use tools; the turn engine enforces it."""
-
-    tool_choice: ToolChoice = "auto"
-    max_rounds: int = 5
-    max_tool_calls_per_turn: int = 10
-    blocklist: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ToolSpec:
-    """A tool the pack defines: its name, description and JSON Schema for arguments."""
-
-    name: str
-    description: str = ""
-    parameters: Mapping[str, Any] = field(default_factory=_empty_tool_parameters)
-
-    def json_schema(self) -> dict[str, Any]:
-        """A fresh, JSON-serialisable copy of ``parameters`` (to put in a provider request)."""
-        return copy.deepcopy(dict(self.parameters))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PromptSpec:
-    """One prompt of a pack: system template, variables, allowed tools, model parameters."""
-
-    #: the key of the pack's ``prompts`` map (what ``open(path, name)`` takes)
-    name: str
-    id: str
-    #: the prompt's human-readable ``name`` field
-    display_name: str
-    description: str = ""
-    version: str = ""
-    system_template: str
-    variables: tuple[VariableSpec, ...] = ()
-    #: names of the pack tools this prompt may use
-    tools: tuple[str, ...] = ()
-    tool_policy: ToolPolicy = field(default_factory=ToolPolicy)
-    #: generation parameters present in the pack (temperature, max_tokens, top_p, top_k, ...)
-    parameters: Mapping[str, Any] = field(default_factory=_frozen)
-    #: the ``validators`` entries as written
-    validators: tuple[Mapping[str, Any], ...] = ()
-    raw: Mapping[str, Any] = field(default_factory=_frozen)
-    #: ``system_template`` parsed once, for rendering every turn
-    template: CompiledTemplate = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "template", compile_template(self.system_template))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Pack:
-    """A loaded, validated PromptPack. Look prompts up with :meth:`prompt`."""
-
-    id: str
-    name: str
-    version: str
-    description: str = ""
-    prompts: Mapping[str, PromptSpec]
-    tools: Mapping[str, ToolSpec] = field(default_factory=_frozen)
-    fragments: Mapping[str, str] = field(default_factory=_frozen)
-    provider: ProviderHint | None = None
-    #: absolute path of the file it was loaded from (None when loaded from a string or dict)
-    path: str | None = None
-    #: the parsed JSON document (top level read-only)
-    raw: Mapping[str, Any] = field(default_factory=_frozen)
-    #: problems worth knowing that do not stop the pack from working
-    warnings: tuple[ValidationIssue, ...] = ()
-
-    def prompt(self, name: str) -> PromptSpec:
-        """The prompt under ``name`` in the ``prompts`` map, or PromptNotFoundError."""
-        try:
-            return self.prompts[name]
-        except KeyError:
-            raise PromptNotFoundError(name, sorted(self.prompts), pack_id=self.id) from None
-
-    @property
-    def prompt_names(self) -> list[str]:
-        """The names ``open`` accepts, sorted."""
-        return sorted(self.prompts)
-
-    def open(self, prompt: str, **options: Any) -> Conversation:
-        """Open a conversation with one of this pack's prompts; options as :func:`promptkit.open`.
-
-        Loading once and opening many conversations skips re-reading and re-validating.
-        """
-        from ._open import open as open_conversation
-
-        return open_conversation(self, prompt, **options)
-
-    def open_async(self, prompt: str, **options: Any) -> AsyncConversation:
-        """The asyncio twin of :meth:`open`."""
-        from ._open import open_async
-
-        return open_async(self, prompt, **options)
-
-    def resume(self, conversation_id: str, prompt: str, **options: Any) -> Conversation:
-        """Continue a stored conversation with one of this pack's prompts (promptkit.resume)."""
-        from ._resume import resume
-
-        return resume(conversation_id, self, prompt, **options)
-
-    async def resume_async(self, conversation_id: str, prompt: str,
-                           **options: Any) -> AsyncConversation:
-        """The asyncio twin of :meth:`resume`."""
-        from ._resume import resume_async
-
-        return await resume_async(conversation_id, self, prompt, **options)
-
-
-# --- loading ---------------------------------------------------------------------------------
 
 
 def load_pack(path: str | os.PathLike[str], *, validate: bool = True) -> Pack:
@@ -372,9 +211,9 @@ def _prompt(key: str, raw: Mapping[str, Any]) -> PromptSpec:
             max_tool_calls_per_turn=int(policy.get("max_tool_calls_per_turn", 10)),
             blocklist=tuple(str(name) for name in policy.get("blocklist") or ()),
         ),
-        parameters=_frozen({k: parameters[k] for k in _PARAMETER_KEYS if k in parameters}),
-        validators=tuple(_frozen(item) for item in raw.get("validators") or ()),
-        raw=_frozen(raw),
+        parameters=frozen({k: parameters[k] for k in _PARAMETER_KEYS if k in parameters}),
+        validators=tuple(frozen(item) for item in raw.get("validators") or ()),
+        raw=frozen(raw),
     )
 
 
@@ -408,7 +247,7 @@ def _tool(key: str, raw: Mapping[str, Any]) -> ToolSpec:
     return ToolSpec(
         name=str(raw.get("name", key)),
         description=str(raw.get("description", "")),
-        parameters=_empty_tool_parameters() if parameters is None else _frozen(parameters),
+        parameters=empty_tool_parameters() if parameters is None else frozen(parameters),
     )
 
 

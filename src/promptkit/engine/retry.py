@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ._errors import APIStatusError, PromptKitError, ProviderError
+from promptkit._errors import APIStatusError, PromptKitError, ProviderError
 
 __all__ = ["RetryPolicy"]
 

@@ -14,21 +14,34 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Se
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._chunks import Response, StreamChunk
-from ._core import ConversationCore
-from ._errors import APIConnectionError, PromptKitError, ProviderError, TurnTimeout
-from ._messages import Message, ToolResult
-from ._pending import HeldKind, PendingToolCall, PendingToolError, check_decision
-from ._stream_base import StreamFacade, TurnRun, connection_error
-from ._timeouts import RoundClock
-from ._tools import Invocation, result_from_exception, result_from_value, timed_out
-from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, TurnPlan
-from .providers._base import ModelRequest, RoundDecoder
-from .stores._protocol import ConflictError
-from .transport._base import AsyncBody
+from promptkit._errors import APIConnectionError, PromptKitError, ProviderError, TurnTimeout
+from promptkit.conversation.core import ConversationCore
+from promptkit.conversation.stream import StreamFacade, TurnRun, connection_error
+from promptkit.engine.chunks import Response, StreamChunk
+from promptkit.engine.dialect import ModelRequest, RoundDecoder
+from promptkit.engine.held import HeldKind, PendingToolCall, PendingToolError, check_decision
+from promptkit.engine.messages import Message, ToolResult
+from promptkit.engine.timeouts import RoundClock
+from promptkit.engine.tool_round import (
+    Invocation,
+    result_from_exception,
+    result_from_value,
+    timed_out,
+)
+from promptkit.engine.turn import (
+    Backoff,
+    CallModel,
+    Commit,
+    Emit,
+    RoundOutcome,
+    RunTools,
+    TurnPlan,
+)
+from promptkit.stores._protocol import ConflictError
+from promptkit.transport._base import AsyncBody
 
 if TYPE_CHECKING:
-    from ._media import MediaSource
+    from promptkit.engine.media import MediaSource
 
 __all__ = ["AsyncConversation", "AsyncStream"]
 

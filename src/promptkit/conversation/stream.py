@@ -16,15 +16,20 @@ import weakref
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from ._chunks import ChunkType, Response, StreamChunk
-from ._errors import APIConnectionError, PromptKitError, StreamInterruptedError, TurnTimeout
-from ._messages import Message
-from ._pending import PendingToolError, pending_calls, visible
-from ._turn import ResumeItem, TurnPlan, resume_items, run_turn
+from promptkit._errors import (
+    APIConnectionError,
+    PromptKitError,
+    StreamInterruptedError,
+    TurnTimeout,
+)
+from promptkit.engine.chunks import ChunkType, Response, StreamChunk
+from promptkit.engine.held import PendingToolError, pending_calls, visible
+from promptkit.engine.messages import Message
+from promptkit.engine.turn import ResumeItem, TurnPlan, resume_items, run_turn
 
 if TYPE_CHECKING:
-    from ._core import ConversationCore
-    from .providers._base import RoundDecoder
+    from promptkit.conversation.core import ConversationCore
+    from promptkit.engine.dialect import RoundDecoder
 
 __all__ = ["StreamFacade", "TurnRun"]
 
@@ -92,7 +97,7 @@ class TurnRun:
         self.history = visible(history)
 
     def engine(self) -> Generator[Any, Any, Response]:
-        """The turn engine for the prepared history (see :func:`~promptkit._turn.run_turn`)."""
+        """The turn engine for the prepared history (``promptkit.engine.turn.run_turn``)."""
         return run_turn(self.plan, self.history, self.resume)
 
     def backoff_allowed(self, seconds: float) -> None:

@@ -1,7 +1,7 @@
 """What the sync and async conversations share: state, variables, tools and turn planning.
 
 No I/O happens here (apart from the in-memory store calls of the sync side); the drivers in
-``_conversation.py`` and ``_async_conversation.py`` add ``send``/``stream`` and closing.
+``sync_driver.py`` and ``async_driver.py`` add ``send``/``stream`` and closing.
 """
 
 from __future__ import annotations
@@ -14,29 +14,29 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from ._errors import ConversationBusyError, ConversationClosedError
-from ._messages import Message
-from ._pending import PendingToolCall, decision_message, pending_calls, visible
-from ._retry import RetryPolicy
-from ._timeouts import Timeouts, turn_deadline
-from ._tools import (
+from promptkit._errors import ConversationBusyError, ConversationClosedError
+from promptkit.engine.dialect import ToolDefinition
+from promptkit.engine.held import PendingToolCall, decision_message, pending_calls, visible
+from promptkit.engine.messages import Message
+from promptkit.engine.retry import RetryPolicy
+from promptkit.engine.timeouts import Timeouts, turn_deadline
+from promptkit.engine.tool_round import (
     DEFAULT_TOOL_TIMEOUT,
     ApprovalCheck,
     RegisteredTool,
     ToolHandler,
-    ToolRegistry,
     result_from_value,
 )
-from ._turn import TurnPlan
-from .providers._base import ToolDefinition
+from promptkit.engine.turn import TurnPlan
+from promptkit.tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
-    from ._http_tool import HTTPTool
-    from ._mcp import MCPServer
-    from ._media import MediaSource
-    from ._pack import Pack, PromptSpec
-    from ._variables import VariableSet
-    from .providers._select import Binding
+    from promptkit.engine.media import MediaSource
+    from promptkit.pack.model import Pack, PromptSpec
+    from promptkit.pack.variables import VariableSet
+    from promptkit.providers.binding import Binding
+    from promptkit.tools.http import HTTPTool
+    from promptkit.tools.mcp import MCPServer
 
 __all__ = ["ConversationCore"]
 
@@ -163,7 +163,7 @@ class ConversationCore:
 
             conv.on_tool_http("stock_price", promptkit.HTTPTool("https://api.example.com/{ticker}"))
         """
-        from ._http_tool import HTTPTool
+        from promptkit.tools.http import HTTPTool
 
         if not isinstance(tool, HTTPTool):
             raise TypeError(f"on_tool_http needs a promptkit.HTTPTool, not {type(tool).__name__}")
@@ -181,7 +181,7 @@ class ConversationCore:
         bounds each call. It stops when the conversation closes; forks share it (the last one
         to close stops it).
         """
-        from ._mcp import MCPServer
+        from promptkit.tools.mcp import MCPServer
 
         if self._closed:
             raise ConversationClosedError(f"conversation {self._id!r} is closed")
@@ -326,14 +326,14 @@ class ConversationCore:
 
     @staticmethod
     def _client_result(call_id: str, value: Any) -> Message:
-        from ._messages import ToolCall
+        from promptkit.engine.messages import ToolCall
 
         result = result_from_value(ToolCall(id=call_id, name=""), value)
         return decision_message(call_id, "result", content=result.content,
                                 is_error=result.is_error)
 
     def _fork_kwargs(self) -> dict[str, Any]:
-        from ._resume import MetadataBinding
+        from promptkit.conversation.store_binding import MetadataBinding
 
         conversation_id = new_conversation_id()  # unique, and short however deep forks nest
         variables = self._variables.copy()
@@ -361,7 +361,7 @@ def _user_message(message: str | Message, images: Iterable[MediaSource] | None =
         message = Message(role="user", text=message)
     if not images and not documents:
         return message
-    from ._media import media_parts_for
+    from promptkit.engine.media import media_parts_for
 
     parts = [*message.extra.get("parts", ()), *media_parts_for(images, documents)]
     return replace(message, extra={**message.extra, "parts": parts})
@@ -379,7 +379,7 @@ def new_conversation_id() -> str:
 @functools.lru_cache(maxsize=256)
 def _compile(template: str) -> Any:
     """The compiled system template (immutable, so conversations of one prompt share it)."""
-    from ._template import CompiledTemplate
+    from promptkit.pack.template import CompiledTemplate
 
     return CompiledTemplate(template)
 

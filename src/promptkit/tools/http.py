@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
 
-from ._errors import ToolError
-from ._tools import ToolContext
+from promptkit._errors import ToolError
+from promptkit.engine.tool_round import ToolContext
 
 if TYPE_CHECKING:  # imported when first used: they cost import time
     import http.client

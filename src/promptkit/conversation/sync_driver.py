@@ -1,8 +1,8 @@
 """The blocking driver: :class:`Conversation` and :class:`Stream`.
 
-It runs the turn engine (``_turn.run_turn``) with blocking I/O: the shared stdlib HTTP
+It runs the turn engine (``engine.turn.run_turn``) with blocking I/O: the shared stdlib HTTP
 transport, tool handlers in a thread pool, ``time.sleep`` for backoff. Its twin for asyncio is
-``_async_conversation.py``; both expose the same methods and yield the same chunks.
+``async_driver.py``; both expose the same methods and yield the same chunks.
 """
 
 from __future__ import annotations
@@ -14,21 +14,34 @@ from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._chunks import Response, StreamChunk
-from ._core import ConversationCore
-from ._errors import APIConnectionError, PromptKitError, TurnTimeout
-from ._messages import Message, ToolResult
-from ._pending import HeldKind, PendingToolCall, PendingToolError, check_decision
-from ._stream_base import StreamFacade, TurnRun, connection_error
-from ._timeouts import RoundClock
-from ._tools import Invocation, result_from_exception, result_from_value, timed_out
-from ._turn import Backoff, CallModel, Commit, Emit, RoundOutcome, RunTools, TurnPlan
-from .providers._base import ModelRequest, RoundDecoder
-from .stores._protocol import ConflictError
-from .transport._base import ReadTimeout, SyncBody
+from promptkit._errors import APIConnectionError, PromptKitError, TurnTimeout
+from promptkit.conversation.core import ConversationCore
+from promptkit.conversation.stream import StreamFacade, TurnRun, connection_error
+from promptkit.engine.chunks import Response, StreamChunk
+from promptkit.engine.dialect import ModelRequest, RoundDecoder
+from promptkit.engine.held import HeldKind, PendingToolCall, PendingToolError, check_decision
+from promptkit.engine.messages import Message, ToolResult
+from promptkit.engine.timeouts import RoundClock
+from promptkit.engine.tool_round import (
+    Invocation,
+    result_from_exception,
+    result_from_value,
+    timed_out,
+)
+from promptkit.engine.turn import (
+    Backoff,
+    CallModel,
+    Commit,
+    Emit,
+    RoundOutcome,
+    RunTools,
+    TurnPlan,
+)
+from promptkit.stores._protocol import ConflictError
+from promptkit.transport._base import ReadTimeout, SyncBody
 
 if TYPE_CHECKING:
-    from ._media import MediaSource
+    from promptkit.engine.media import MediaSource
 
 __all__ = ["Conversation", "Stream"]
 

@@ -1,17 +1,15 @@
-"""Tool argument schemas: built from type hints, coerced, and validated before a handler runs.
+"""Tool schemas from Python signatures: a typed function becomes a tool the model can call.
 
 A tool declared in the pack brings its own JSON Schema; a function registered with
-``@conv.tool`` that the pack does not declare gets one from its signature. Before any handler
-runs, the model's arguments are coerced (``"3"`` → ``3`` for an integer field, ``"true"`` →
-``True`` for a boolean) and validated; problems become an error result that tells the model
-what to fix, never a handler call with bad data.
+``@conv.tool`` that the pack does not declare gets one from its signature (types, defaults,
+``Literal`` and enum choices, the docstring as description). The arguments a model sends are
+checked against either schema by ``promptkit.engine.arguments``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import inspect
 import json
 import re
@@ -20,7 +18,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["argument_problems", "coerce_arguments", "schema_from_signature"]
+__all__ = ["is_context_annotation", "schema_from_signature", "takes_argument_dict"]
 
 _SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
@@ -136,54 +134,3 @@ def _json_literal(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-def _coerce(value: Any, schema: Mapping[str, Any]) -> Any:
-    kind = schema.get("type")
-    if isinstance(value, str):
-        text = value.strip()
-        if kind == "integer":
-            try:
-                return int(text)
-            except ValueError:
-                return value
-        if kind == "number":
-            try:
-                number = float(text)
-            except ValueError:
-                return value
-            return int(number) if number.is_integer() and "." not in text else number
-        if kind == "boolean" and text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        return value
-    if kind == "object" and isinstance(value, dict):
-        return coerce_arguments(schema, value)
-    if kind == "array" and isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [_coerce(item, schema["items"]) for item in value]
-    return value
-
-
-def coerce_arguments(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """Arguments with string-encoded numbers and booleans turned into their schema types."""
-    properties = schema.get("properties")
-    if not isinstance(properties, Mapping):
-        return dict(arguments)
-    return {name: _coerce(value, properties[name]) if isinstance(properties.get(name), Mapping)
-            else value for name, value in arguments.items()}
-
-
-@functools.lru_cache(maxsize=256)
-def _validator(canonical_schema: str) -> Any:
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(json.loads(canonical_schema))
-
-
-def argument_problems(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> list[str]:
-    """Every way ``arguments`` break ``schema``, as short messages naming the field."""
-    canonical = json.dumps(schema, sort_keys=True, default=dict)
-    problems = []
-    for error in sorted(_validator(canonical).iter_errors(dict(arguments)), key=str):
-        where = ".".join(str(part) for part in error.absolute_path)
-        problems.append(f"{where}: {error.message}" if where else error.message)
-    return problems

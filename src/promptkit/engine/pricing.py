@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from importlib import resources
 
-from ._messages import Usage
+from promptkit.engine.messages import Usage
 
 __all__ = ["Price", "cost_of", "price_for", "set_price"]
 

@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ._errors import MissingVariableError, PackValidationError, ValidationIssue
+from promptkit._errors import MissingVariableError, PackValidationError, ValidationIssue
 
 __all__ = [
     "MAX_FRAGMENT_DEPTH",

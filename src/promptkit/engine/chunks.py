@@ -6,9 +6,9 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import PromptKitError
-from ._messages import Message, ToolCall, ToolResult, Usage
-from ._pending import PendingToolCall
+from promptkit._errors import PromptKitError
+from promptkit.engine.held import PendingToolCall
+from promptkit.engine.messages import Message, ToolCall, ToolResult, Usage
 
 __all__ = ["ChunkType", "Response", "StreamChunk"]
 

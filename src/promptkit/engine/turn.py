@@ -10,8 +10,8 @@
     Commit(messages)    -> None              append the turn's messages to the store
 
 and returns the turn's :class:`Response`. It raises a :class:`PromptKitError` when the turn
-fails; nothing is committed then. The drivers in ``_conversation.py`` and
-``_async_conversation.py`` run it, one with blocking I/O and one with asyncio.
+fails; nothing is committed then. The drivers in ``conversation/sync_driver.py`` and
+``conversation/async_driver.py`` run it, one with blocking I/O and one with asyncio.
 """
 
 from __future__ import annotations
@@ -22,20 +22,20 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._chunks import ChunkType, Response, StreamChunk
-from ._errors import PromptKitError, ToolLoopLimitError
-from ._messages import Message, ToolCall, ToolResult, Usage
-from ._pending import (
+from promptkit._errors import PromptKitError, ToolLoopLimitError
+from promptkit.engine.chunks import ChunkType, Response, StreamChunk
+from promptkit.engine.dialect import ModelRequest, RoundResult, ToolDefinition
+from promptkit.engine.held import (
     PendingToolCall,
     PendingToolError,
     held_marker,
     pending_calls,
     resolved_result,
 )
-from ._pricing import cost_of
-from ._retry import RetryPolicy
-from ._tools import Invocation, RegisteredTool, RoundPlan, plan_calls
-from .providers._base import ModelRequest, RoundResult, ToolDefinition
+from promptkit.engine.messages import Message, ToolCall, ToolResult, Usage
+from promptkit.engine.pricing import cost_of
+from promptkit.engine.retry import RetryPolicy
+from promptkit.engine.tool_round import Invocation, RegisteredTool, RoundPlan, plan_calls
 
 __all__ = [
     "Backoff",

@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._errors import ToolError
-from ._messages import Message, ToolCall, ToolResult
+from promptkit._errors import ToolError
+from promptkit.engine.messages import Message, ToolCall, ToolResult
 
 __all__ = [
     "PendingToolCall",

@@ -28,13 +28,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._errors import ToolError
+from promptkit._errors import ToolError
 
 if TYPE_CHECKING:
     import anyio
     from mcp import ClientSession
 
-    from ._tools import RegisteredTool
+    from promptkit.engine.tool_round import RegisteredTool
 
 __all__ = ["MCPError", "MCPServer", "MCPServerError", "MCPTimeoutError", "MCPToolError"]
 
@@ -357,7 +357,7 @@ class MCPServer:
 
     def registered_tools(self) -> list[tuple[str, RegisteredTool]]:
         """``(exposed name, RegisteredTool)`` of each offered tool, for a ToolRegistry."""
-        from ._tools import RegisteredTool
+        from promptkit.engine.tool_round import RegisteredTool
 
         return [(t.exposed, RegisteredTool(self.handler(t.exposed), False, False,
                                            self.timeout + _HANDLER_GRACE, schema=t.schema,

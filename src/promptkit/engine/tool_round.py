@@ -1,22 +1,19 @@
-"""Tool handlers: registration, planning a round of calls, and turning results into text.
+"""The tool round of a turn: what a registered tool is, planning its calls, results as text.
 
-Everything here is pure; the drivers run the planned invocations (threads for the sync
-driver, tasks for the async one) and hand the outcomes back through :func:`result_from_value`
-and :func:`result_from_exception`.
+Everything here is pure; handlers are registered by ``promptkit.tools``, and the drivers run
+the planned invocations (threads for the sync driver, tasks for the async one) and hand the
+outcomes back through :func:`result_from_value` and :func:`result_from_exception`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 import json
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ._messages import ToolCall, ToolResult
+from promptkit.engine.messages import ToolCall, ToolResult
 
 __all__ = [
     "Invocation",
@@ -24,7 +21,6 @@ __all__ = [
     "RoundPlan",
     "ToolContext",
     "ToolHandler",
-    "ToolRegistry",
     "plan_calls",
     "result_from_exception",
     "result_from_value",
@@ -94,74 +90,9 @@ class RegisteredTool:
         return cls(_client_tool, False, False, None, schema=schema, description=description,
                    client=True)
 
-    @classmethod
-    def of(cls, fn: ToolHandler, *, timeout: float | None = DEFAULT_TOOL_TIMEOUT,
-           approval: ApprovalCheck | bool = False) -> RegisteredTool:
-        if not callable(fn):
-            raise TypeError(f"tool handler must be callable, not {type(fn).__name__}")
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"tool timeout must be positive or None, not {timeout!r}")
-        try:
-            template = _template_of(fn)  # registering one function per conversation is common
-        except TypeError:  # an unhashable callable object
-            template = _template_of.__wrapped__(fn)
-        return cls(template.fn, template.takes_context, template.is_async, timeout,
-                   named_params=template.named_params, context_param=template.context_param,
-                   schema=template.schema, description=template.description, approval=approval)
-
-
-@functools.lru_cache(maxsize=256)
-def _template_of(fn: ToolHandler) -> RegisteredTool:
-    """How to call ``fn`` (from its signature, which is costly to inspect), with default
-    timeout and approval."""
-    from ._tool_schema import is_context_annotation, schema_from_signature, takes_argument_dict
-
-    target = fn if inspect.isroutine(fn) else type(fn).__call__  # callable objects
-    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
-    try:
-        params = [
-            p for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        ]
-    except (TypeError, ValueError):  # builtins without signatures
-        return RegisteredTool(fn, False, is_async)
-    if takes_argument_dict(fn):
-        positional = [p for p in params if p.kind is not p.KEYWORD_ONLY]
-        return RegisteredTool(fn, len(positional) >= 2, is_async)
-    context = next((p.name for p in params if is_context_annotation(p.annotation)), None)
-    schema, description = schema_from_signature(fn)
-    return RegisteredTool(fn, False, is_async, named_params=True, context_param=context,
-                          schema=schema, description=description)
-
 
 def _client_tool(*_: Any, **__: Any) -> Any:
     raise RuntimeError("a client-side tool runs in the application, not in promptkit")
-
-
-class ToolRegistry:
-    """Tool name → handler, shared safely between threads."""
-
-    def __init__(self, handlers: Mapping[str, RegisteredTool] | None = None) -> None:
-        self._lock = threading.Lock()
-        self._handlers: dict[str, RegisteredTool] = dict(handlers or {})
-
-    def register(self, name: str, fn: ToolHandler, *,
-                 timeout: float | None = DEFAULT_TOOL_TIMEOUT,
-                 approval: ApprovalCheck | bool = False) -> None:
-        self.add(name, RegisteredTool.of(fn, timeout=timeout, approval=approval))
-
-    def add(self, name: str, entry: RegisteredTool) -> None:
-        if not name or not isinstance(name, str):
-            raise ValueError("tool name must be a non-empty string")
-        with self._lock:
-            self._handlers[name] = entry
-
-    def snapshot(self) -> dict[str, RegisteredTool]:
-        with self._lock:
-            return dict(self._handlers)
-
-    def copy(self) -> ToolRegistry:
-        return ToolRegistry(self.snapshot())
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +159,7 @@ def plan_calls(
     (same name and arguments) across the turn's rounds and is updated in place. With ``hold``,
     client-side tools and calls needing approval go to ``held`` (their slot stays ``None``).
     """
-    from ._tool_schema import argument_problems, coerce_arguments
+    from promptkit.engine.arguments import argument_problems, coerce_arguments
 
     allowed_set = None if allowed is None else set(allowed)
     blocked = set(blocklist)
