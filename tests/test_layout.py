@@ -19,10 +19,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "promptkit"
 # Which rooms each room may import (besides itself and the standard library). "root" is
 # promptkit/__init__.py, the composition root: it may name everything, nothing may import it
 # except the CLI (which uses the public API).
-BASE = {"_errors", "_json"}
+BASE = {"_errors", "_json", "_redact"}  # leaf utilities every room may use
 ALLOWED: dict[str, set[str]] = {
-    "_errors": set(),
+    "_errors": {"_redact"},
     "_json": set(),
+    "_redact": set(),
     "pack": BASE,
     "engine": BASE | {"pack"},
     "tools": BASE | {"engine", "pack"},
