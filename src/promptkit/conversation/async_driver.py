@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptkit._errors import APIConnectionError, PromptKitError, ProviderError, TurnTimeout
 from promptkit.conversation.core import ConversationCore
+from promptkit.conversation.kept import TurnHistory
 from promptkit.conversation.stream import StreamFacade, TurnRun, connection_error
 from promptkit.engine.chunks import Response, StreamChunk
 from promptkit.engine.dialect import ModelRequest, RoundDecoder
@@ -150,8 +151,7 @@ class _AsyncTurn(TurnRun):
         conversation = self.conversation
         engine = None
         try:
-            history, self.version = await conversation._load()
-            self.prepare(history)
+            self.prepare(await conversation._turn_history())
             engine = self.engine()
             action: Any = next(engine)
             while True:
@@ -204,7 +204,8 @@ class _AsyncTurn(TurnRun):
                     await asyncio.sleep(action.seconds)
                     action = next(engine)
                 elif kind is Commit:
-                    await conversation._append(action.messages, self.version)
+                    self.committed(action.messages,
+                                   await conversation._append(action.messages, self.version))
                     action = next(engine)
                 else:  # pragma: no cover - the engine yields nothing else
                     raise AssertionError(f"unknown action {action!r}")
@@ -487,8 +488,19 @@ class AsyncConversation(ConversationCore):
             raise TypeError("this store is async-only: use `await conv.send()` / history APIs")
         return ((), 0) if stored is None else (stored.messages, stored.version)
 
-    async def _append(self, messages: tuple[Message, ...], version: int) -> None:
-        await _maybe_await(self._store.append(self._id, messages, version))
+    async def _turn_history(self) -> TurnHistory:
+        """The history a turn starts from: the kept one while the store's version has not
+        moved (one cheap ``head()`` read), else loaded and decoded again."""
+        probe = getattr(self._store, "head", None)
+        head = None if probe is None else await _maybe_await(probe(self._id))
+        kept = self._reuse_history(head)
+        if kept is not None:
+            return kept
+        messages, version = await self._load()
+        return self._loaded_history(messages, version, head)
+
+    async def _append(self, messages: tuple[Message, ...], version: int) -> Any:
+        return await _maybe_await(self._store.append(self._id, messages, version))
 
 
 async def _maybe_await(value: Any) -> Any:

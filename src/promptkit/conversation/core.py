@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from promptkit._errors import ConversationBusyError, ConversationClosedError
+from promptkit.conversation.kept import KEPT, TurnHistory
 from promptkit.engine.dialect import ToolDefinition
 from promptkit.engine.held import PendingToolCall, decision_message, pending_calls, visible
 from promptkit.engine.messages import Message
@@ -79,6 +80,7 @@ class ConversationCore:
         self._template = _compile(prompt.system_template)
         self._turn_lock = threading.Lock()
         self._closed = False
+        self._history: TurnHistory | None = None  # see TurnHistory; only turns touch it
 
     # --- identity ------------------------------------------------------------------------
 
@@ -276,6 +278,39 @@ class ConversationCore:
 
     def _end_turn(self) -> None:
         self._turn_lock.release()
+
+    def _reuse_history(self, head: Any) -> TurnHistory | None:
+        """The kept history if ``head`` (the store's ``head()``, or None) says it is current."""
+        kept = self._history
+        if kept is None or not isinstance(head, tuple):
+            return None
+        current = kept.current(head)
+        if current is not kept:
+            self._keep(current)
+        return current
+
+    def _loaded_history(self, messages: tuple[Message, ...], version: int,
+                        head: Any) -> TurnHistory:
+        loaded = TurnHistory.of(messages, version)
+        if isinstance(head, tuple) and head[0] == version and head[1]:
+            loaded = replace(loaded, incarnation=head[1])
+        self._keep(loaded)
+        return loaded
+
+    def _committed(self, before: TurnHistory, messages: Sequence[Message],
+                   version: Any) -> TurnHistory | None:
+        """Keep ``before`` plus a committed turn (``version`` is what ``append`` returned)."""
+        kept = (before.extended(messages, version)
+                if isinstance(version, int) and version == before.version + 1 else None)
+        self._keep(kept)
+        return kept
+
+    def _keep(self, history: TurnHistory | None) -> None:
+        self._history = history
+        if history is None:
+            KEPT.forget(self)
+        else:
+            KEPT.keep(self, history.size)
 
     def _plan_turn(self, message: str | Message | None, timeout: float | None,
                    images: Iterable[MediaSource] | None = None,

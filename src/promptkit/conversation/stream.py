@@ -23,12 +23,13 @@ from promptkit._errors import (
     TurnTimeout,
 )
 from promptkit.engine.chunks import ChunkType, Response, StreamChunk
-from promptkit.engine.held import PendingToolError, pending_calls, visible
+from promptkit.engine.held import PendingToolError, pending_calls
 from promptkit.engine.messages import Message
 from promptkit.engine.turn import ResumeItem, TurnPlan, resume_items, run_turn
 
 if TYPE_CHECKING:
     from promptkit.conversation.core import ConversationCore
+    from promptkit.conversation.kept import TurnHistory
     from promptkit.engine.dialect import RoundDecoder
 
 __all__ = ["StreamFacade", "TurnRun"]
@@ -37,13 +38,14 @@ __all__ = ["StreamFacade", "TurnRun"]
 class TurnRun:
     """The state of one turn: its plan, the store version it started from, and its outcome."""
 
-    __slots__ = ("_released", "_watch", "conversation", "error", "history", "plan", "response",
-                 "resume", "version")
+    __slots__ = ("_released", "_watch", "conversation", "error", "history", "loaded", "plan",
+                 "response", "resume", "version")
 
     def __init__(self, conversation: ConversationCore, plan: TurnPlan) -> None:
         self.conversation = conversation
         self.plan = plan
         self.history: tuple[Message, ...] = ()
+        self.loaded: TurnHistory | None = None
         self.resume: tuple[ResumeItem, ...] = ()
         self.version = 0
         self.response: Response | None = None
@@ -81,11 +83,14 @@ class TurnRun:
             raise RuntimeError("the stream was closed before the turn finished")
         return self.response
 
-    def prepare(self, history: tuple[Message, ...]) -> None:
+    def prepare(self, loaded: TurnHistory) -> None:
         """Complete the plan with the loaded history: a new turn must find nothing held; a
         resumed one takes the decisions on the held calls."""
+        self.loaded = loaded
+        self.version = loaded.version
+        history = loaded.messages
         if self.plan.user_message is None:
-            self.history = visible(history)
+            self.history = loaded.visible
             self.resume = resume_items(history)
             return
         held, _ = pending_calls(history)
@@ -94,7 +99,14 @@ class TurnRun:
             raise PendingToolError(
                 f"the last turn is waiting on held tool call(s) {ids}: decide them "
                 "(approve/reject, send_tool_result/reject_client_tool) and call resume()")
-        self.history = visible(history)
+        self.history = loaded.visible
+
+    def committed(self, messages: tuple[Message, ...], version: Any) -> None:
+        """Record a commit: the conversation keeps its history extended by the turn."""
+        if self.loaded is not None:
+            kept = self.conversation._committed(self.loaded, messages, version)
+            if kept is not None:
+                self.loaded, self.version = kept, kept.version
 
     def engine(self) -> Generator[Any, Any, Response]:
         """The turn engine for the prepared history (``promptkit.engine.turn.run_turn``)."""

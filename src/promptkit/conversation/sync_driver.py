@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptkit._errors import APIConnectionError, PromptKitError, TurnTimeout
 from promptkit.conversation.core import ConversationCore
+from promptkit.conversation.kept import TurnHistory
 from promptkit.conversation.stream import StreamFacade, TurnRun, connection_error
 from promptkit.engine.chunks import Response, StreamChunk
 from promptkit.engine.dialect import ModelRequest, RoundDecoder
@@ -105,8 +106,7 @@ class _SyncTurn(TurnRun):
         conversation = self.conversation
         engine = None
         try:
-            history, self.version = conversation._load()
-            self.prepare(history)
+            self.prepare(conversation._turn_history())
             engine = self.engine()
             action: Any = next(engine)
             while True:
@@ -124,7 +124,8 @@ class _SyncTurn(TurnRun):
                     time.sleep(action.seconds)
                     action = next(engine)
                 elif kind is Commit:
-                    conversation._store.append(conversation.id, action.messages, self.version)
+                    self.committed(action.messages, conversation._store.append(
+                        conversation.id, action.messages, self.version))
                     action = next(engine)
                 else:  # pragma: no cover - the engine yields nothing else
                     raise AssertionError(f"unknown action {action!r}")
@@ -374,3 +375,14 @@ class Conversation(ConversationCore):
     def _load(self) -> tuple[tuple[Message, ...], int]:
         stored = self._store.load(self._id)
         return ((), 0) if stored is None else (stored.messages, stored.version)
+
+    def _turn_history(self) -> TurnHistory:
+        """The history a turn starts from: the kept one while the store's version has not
+        moved (one cheap ``head()`` read), else loaded and decoded again."""
+        probe = getattr(self._store, "head", None)
+        head = None if probe is None else probe(self._id)
+        kept = self._reuse_history(head)
+        if kept is not None:
+            return kept
+        messages, version = self._load()
+        return self._loaded_history(messages, version, head)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from promptkit._errors import ProviderNotConfiguredError
+from promptkit._json import loads
 from promptkit.engine.dialect import Endpoint, HTTPRequest
 from promptkit.providers.binding import Binding
 from promptkit.transport.mock import MockReply, MockTransport
@@ -176,14 +177,24 @@ class MockServerLogic:
         self.responses = responses
 
     def __call__(self, request: HTTPRequest) -> MockReply:
-        body = json.loads(request.body)
+        body = loads(request.body)
         messages: Sequence[Mapping[str, Any]] = body.get("messages", [])
-        number = 1 + sum(1 for m in messages if m.get("role") == "assistant")
-        last_user = next((str(m.get("content") or "") for m in reversed(messages)
-                          if m.get("role") == "user"), "")
-        calls_so_far = sum(len(m.get("tool_calls") or ()) for m in messages)
-        turn = self.responses.turn(number, body.get("model", "mock"), last_user)
-        prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
+        # one pass over the history (a long conversation sends it all every turn)
+        assistants = calls_so_far = prompt_chars = 0
+        last_user = ""
+        for m in messages:
+            role = m.get("role")
+            content = m.get("content")
+            if role == "assistant":
+                assistants += 1
+                calls = m.get("tool_calls")
+                if calls:
+                    calls_so_far += len(calls)
+            elif role == "user":
+                last_user = content if isinstance(content, str) else str(content or "")
+            if content:
+                prompt_chars += len(content if isinstance(content, str) else str(content))
+        turn = self.responses.turn(1 + assistants, body.get("model", "mock"), last_user)
         pieces = render_sse(turn, model=body.get("model", "mock"), prompt_chars=prompt_chars,
                             call_offset=calls_so_far)
         return MockReply(status=200, headers={"content-type": "text/event-stream"},

@@ -136,6 +136,15 @@ class ConversationStore(Protocol):
         """
         ...
 
+    def head(self, conversation_id: str) -> tuple[int, str]:
+        """``(version, incarnation)`` of the conversation, ``(0, "")`` if never written.
+
+        Optional (every promptkit store has it): a conversation that holds its decoded history
+        asks this before each turn and reloads only when another writer moved the version. The
+        incarnation is a token made when the id is first written (so delete-and-rewrite is not
+        mistaken for the same history)."""
+        ...
+
     def fork(self, source_id: str, target_id: str) -> None:
         """Copy ``source_id``'s history and metadata to the new id ``target_id``, atomically.
 
@@ -163,6 +172,8 @@ class AsyncConversationStore(Protocol):
     async def append(self, conversation_id: str, messages: Sequence[Message],
                      expected_version: int, *,
                      metadata: ConversationMetadata | None = None) -> int: ...
+
+    async def head(self, conversation_id: str) -> tuple[int, str]: ...
 
     async def fork(self, source_id: str, target_id: str) -> None: ...
 

@@ -180,6 +180,14 @@ class _Layout:
         return version
 
     @staticmethod
+    def head(found: Any) -> tuple[int, str]:
+        """``(version, incarnation)`` from ``HMGET meta version incarnation``."""
+        version, incarnation = found
+        if version is None:
+            return 0, ""
+        return int(version), _text(incarnation or "")
+
+    @staticmethod
     def fork_result(target_id: str, result: Any) -> None:
         if int(result) == 0:
             raise ConversationExistsError(f"conversation {target_id!r} already exists")
@@ -332,6 +340,12 @@ class RedisStore:
             result = self._append(keys=keys, args=args)
         return self._layout.append_result(conversation_id, messages, expected_version, result)
 
+    def head(self, conversation_id: str) -> tuple[int, str]:
+        with _redis_errors("load"):
+            found = self._client.hmget(self._layout.meta(conversation_id),
+                                       ["version", "incarnation"])
+        return self._layout.head(found)
+
     def fork(self, source_id: str, target_id: str) -> None:
         keys, args = self._layout.fork_call(source_id, target_id)
         with _redis_errors("fork"):
@@ -434,6 +448,12 @@ class AsyncRedisStore:
         with _redis_errors("append"):
             result = await self._append(keys=keys, args=args)
         return self._layout.append_result(conversation_id, messages, expected_version, result)
+
+    async def head(self, conversation_id: str) -> tuple[int, str]:
+        with _redis_errors("load"):
+            found = await self._client.hmget(self._layout.meta(conversation_id),
+                                             ["version", "incarnation"])
+        return self._layout.head(found)
 
     async def fork(self, source_id: str, target_id: str) -> None:
         keys, args = self._layout.fork_call(source_id, target_id)

@@ -81,6 +81,10 @@ class AsyncSQLiteStore:
         return await asyncio.to_thread(lambda: self._sync().append(
             conversation_id, messages, expected_version, metadata=metadata))
 
+    async def head(self, conversation_id: str) -> tuple[int, str]:
+        check_conversation_id(conversation_id)
+        return await asyncio.to_thread(lambda: self._sync().head(conversation_id))
+
     async def fork(self, source_id: str, target_id: str) -> None:
         check_conversation_id(source_id)
         check_conversation_id(target_id)

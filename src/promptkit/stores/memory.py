@@ -11,6 +11,7 @@ not four times; ``load`` unpacks them into new ``Message`` objects.
 from __future__ import annotations
 
 import builtins
+import itertools
 import threading
 import time
 from collections import OrderedDict
@@ -34,17 +35,22 @@ __all__ = ["MemoryStore"]
 _NEVER: OrderedDict[str, float] = OrderedDict()  # the expiry order of stores without a TTL
 
 
-class _Record:
-    """One stored conversation: its appends (packed), message count, version, metadata."""
+_incarnations = itertools.count(1)  # unique within the process: enough for an in-memory store
 
-    __slots__ = ("appends", "count", "metadata", "version")
+
+class _Record:
+    """One stored conversation: its appends (packed), message count, version, metadata, and the
+    incarnation it belongs to (a new one each time the id is created)."""
+
+    __slots__ = ("appends", "count", "incarnation", "metadata", "version")
 
     def __init__(self, appends: tuple[Packed, ...], count: int, version: int,
-                 metadata: ConversationMetadata) -> None:
+                 metadata: ConversationMetadata, incarnation: str) -> None:
         self.appends = appends
         self.count = count
         self.version = version
         self.metadata = metadata
+        self.incarnation = incarnation
 
     def stored(self, conversation_id: str) -> StoredConversation:
         messages: list[Message] = []
@@ -104,9 +110,11 @@ class MemoryStore:
             old = None if current is None else current.metadata
             appends = () if current is None else current.appends
             count = 0 if current is None else current.count
+            incarnation = (str(next(_incarnations)) if current is None
+                           else current.incarnation)
             self._data[conversation_id] = _Record(
                 (*appends, pack(messages)), count + len(messages), version + 1,
-                _merge(old, metadata, now))
+                _merge(old, metadata, now), incarnation)
             self._data.move_to_end(conversation_id)
             if self._ttl is not None:
                 self._expiry[conversation_id] = time.monotonic() + self._ttl
@@ -116,6 +124,13 @@ class MemoryStore:
                     evicted, _ = self._data.popitem(last=False)
                     self._expiry.pop(evicted, None)
             return version + 1
+
+    def head(self, conversation_id: str) -> tuple[int, str]:
+        check_conversation_id(conversation_id)
+        with self._lock:
+            self._expire()
+            found = self._data.get(conversation_id)
+        return (0, "") if found is None else (found.version, found.incarnation)
 
     def fork(self, source_id: str, target_id: str) -> None:
         check_conversation_id(source_id)
@@ -132,7 +147,8 @@ class MemoryStore:
             self._data[target_id] = _Record(
                 source.appends, source.count, source.version, ConversationMetadata(
                     pack_id=meta.pack_id, prompt=meta.prompt, pack_version=meta.pack_version,
-                    variables=meta.variables, created_at=now, updated_at=now))
+                    variables=meta.variables, created_at=now, updated_at=now),
+                str(next(_incarnations)))
             if self._ttl is not None:
                 self._expiry[target_id] = time.monotonic() + self._ttl
 

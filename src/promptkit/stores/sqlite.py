@@ -222,6 +222,13 @@ class SQLiteStore:
                        "SELECT ?, seq, turn, data FROM messages WHERE conversation_id = ?",
                        (target_id, source_id))
 
+    def head(self, conversation_id: str) -> tuple[int, str]:
+        check_conversation_id(conversation_id)
+        with self._connection() as db, _read(db):
+            row = db.execute("SELECT version, incarnation FROM conversations WHERE id = ?",
+                             (conversation_id,)).fetchone()
+        return (0, "") if row is None else (int(row[0]), str(row[1]))
+
     def delete(self, conversation_id: str) -> None:
         check_conversation_id(conversation_id)
         with self._connection() as db, _write(db):

@@ -1,0 +1,126 @@
+"""The decoded histories conversations keep between turns, within one process-wide budget.
+
+A conversation that keeps its history decoded starts each turn from it (after one cheap
+``head()`` read of the store) instead of loading and decoding the whole past again, so a turn
+at message 4,000 costs what a turn at message 40 does, apart from the request itself. Decoded
+messages cost memory, though, so the most recently used histories are kept up to a budget
+(``PROMPTKIT_KEPT_HISTORY_MB``, default 64 MiB, ``0`` turns keeping off); a conversation whose
+history was dropped simply loads it at its next turn.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from promptkit.engine.held import visible
+from promptkit.engine.messages import Message
+
+__all__ = ["KEPT", "KeptHistories", "TurnHistory"]
+
+# A decoded Message with its Usage and extra dict costs about this much beside its text
+# (measured with tracemalloc on 20-turn histories); a budget estimate, not an exact count.
+_MESSAGE_OVERHEAD = 320
+
+
+def _size(messages: Sequence[Message]) -> int:
+    return sum(_MESSAGE_OVERHEAD + len(m.text) for m in messages)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnHistory:
+    """A conversation's history as a turn starts from it.
+
+    Reused while the store's ``head()`` still reports ``version`` (and the same incarnation);
+    after a commit it is extended with the turn's messages.
+    """
+
+    messages: tuple[Message, ...]  # as stored: control records included
+    visible: tuple[Message, ...]   # what providers and users see
+    version: int
+    incarnation: str | None = None  # learnt from head(); None until known
+    size: int = 0                   # estimated bytes, for the budget
+
+    @classmethod
+    def of(cls, messages: tuple[Message, ...], version: int) -> TurnHistory:
+        return cls(messages, visible(messages), version, None, _size(messages))
+
+    def extended(self, messages: Sequence[Message], version: int) -> TurnHistory:
+        return TurnHistory(self.messages + tuple(messages), self.visible + visible(messages),
+                           version, self.incarnation, self.size + _size(messages))
+
+    def current(self, head: tuple[int, str]) -> TurnHistory | None:
+        """This history if the store's ``(version, incarnation)`` says nobody else wrote."""
+        version, incarnation = head
+        if version != self.version or self.incarnation not in (None, incarnation):
+            return None
+        if self.incarnation == incarnation:
+            return self
+        return replace(self, incarnation=incarnation)
+
+
+class KeptHistories:
+    """Which conversations keep a decoded history: the most recently used, within ``budget``
+    bytes. Dropping one sets the owner's ``_history`` to ``None``."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._lock = threading.Lock()
+        self._owners: OrderedDict[int, tuple[weakref.ref[Any], int]] = OrderedDict()
+        self._total = 0
+
+    @property
+    def total(self) -> int:
+        """Estimated bytes kept now."""
+        return self._total
+
+    def keep(self, owner: Any, size: int) -> None:
+        """Record that ``owner`` keeps ``size`` bytes now (most recently used)."""
+        key = id(owner)
+        dropped: list[Any] = []
+        with self._lock:
+            previous = self._owners.pop(key, None)
+            if previous is not None:
+                self._total -= previous[1]
+            self._owners[key] = (weakref.ref(owner, self._gone(key)), size)
+            self._total += size
+            while self._total > self.budget and self._owners:
+                _, (ref, evicted) = self._owners.popitem(last=False)
+                self._total -= evicted
+                victim = ref()
+                if victim is not None:
+                    dropped.append(victim)
+        for victim in dropped:  # outside the lock: an owner is never mid-update here
+            victim._history = None
+
+    def forget(self, owner: Any) -> None:
+        with self._lock:
+            previous = self._owners.pop(id(owner), None)
+            if previous is not None:
+                self._total -= previous[1]
+
+    def _gone(self, key: int) -> Any:
+        def gone(ref: weakref.ref[Any]) -> None:
+            with self._lock:
+                entry = self._owners.get(key)
+                if entry is not None and entry[0] is ref:
+                    del self._owners[key]
+                    self._total -= entry[1]
+        return gone
+
+
+def _budget_from_env() -> int:
+    raw = os.environ.get("PROMPTKIT_KEPT_HISTORY_MB", "").strip()
+    try:
+        megabytes = float(raw) if raw else 64.0
+    except ValueError:
+        megabytes = 64.0
+    return max(0, int(megabytes * 1024 * 1024))
+
+
+KEPT = KeptHistories(_budget_from_env())
