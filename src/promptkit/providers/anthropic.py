@@ -31,6 +31,10 @@ Decoding decisions:
   ``tool_calls``, refusal → ``refusal`` (``stop_details.explanation`` goes in
   ``extra["finish_message"]``); others pass through.
 - An ``error`` event raises the mapped error (``overloaded_error`` → ``OverloadedError``).
+- A reply whose content type is not ``text/event-stream`` goes through ``NonStreamDecoder``
+  (``providers._non_stream``): a complete non-streamed ``message`` is delivered as if streamed,
+  an error body raises its typed error, anything else is a
+  :class:`~promptkit.StreamProtocolError` quoting the body.
 """
 
 from __future__ import annotations

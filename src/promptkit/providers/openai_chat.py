@@ -27,6 +27,10 @@ Decoding decisions:
   chunk; Azure's first prompt-filter chunk has neither choices nor usage and is skipped). When
   none arrived, ``RoundResult.usage`` is ``Usage()`` and ``Message.usage`` is ``None``.
 - ``events`` counts JSON data events; SSE comments (keep-alives) and ``[DONE]`` do not count.
+- A reply whose content type is not ``text/event-stream`` goes through ``NonStreamDecoder``
+  (``providers._non_stream``): a complete non-streamed ``chat.completion`` is delivered as if
+  streamed, an error body raises its typed error, anything else is a
+  :class:`~promptkit.StreamProtocolError` quoting the body.
 """
 
 from __future__ import annotations

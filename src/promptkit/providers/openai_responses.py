@@ -35,6 +35,10 @@ Decoding decisions:
   error (``insufficient_quota`` is a non-retryable ``RateLimitError``).
 - Usage from the terminal response: ``input_tokens`` (cached from
   ``input_tokens_details``), ``output_tokens`` (reasoning from ``output_tokens_details``).
+- A reply whose content type is not ``text/event-stream`` goes through ``NonStreamDecoder``
+  (``providers._non_stream``): a complete non-streamed ``response`` is delivered as if
+  streamed, an error body raises its typed error, anything else is a
+  :class:`~promptkit.StreamProtocolError` quoting the body.
 """
 
 from __future__ import annotations
