@@ -1,7 +1,8 @@
 """Every real pack in the shared compatibility corpus loads, validates and renders.
 
-The corpus (``/work/shared/compat/packs``: PromptKit and promptpack-python pack files) sits
-next to the repository; these tests are skipped when it is absent.
+The corpus (PromptKit and promptpack-python pack files, Apache-2.0) is vendored in
+``tests/data/compat/`` with its README, licence, NOTICE and provenance, so a clone alone runs
+every test here.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from promptkit.pack.model import PromptSpec, VariableSpec
 from promptkit.pack.template import compile_template, stringify
 from promptkit.pack.variables import VariableSet, check_value
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "compat" / "packs"
-PACKS = sorted(CORPUS.rglob("*.json")) if CORPUS.is_dir() else []
-
-pytestmark = pytest.mark.skipif(not PACKS, reason=f"compat corpus not found at {CORPUS}")
+COMPAT = Path(__file__).resolve().parent / "data" / "compat"
+CORPUS = COMPAT / "packs"
+PACKS = sorted(CORPUS.rglob("*.json"))
 
 # Prompts whose templates use placeholders they do not declare: the Go runtime fills them from
 # a workflow (workflow_context), per-send JSON input (input) or variable providers
@@ -61,6 +61,25 @@ def sample_value(variable: VariableSpec) -> str:
 
 def test_corpus_is_complete() -> None:
     assert len(PACKS) == 42
+
+
+def test_corpus_carries_its_licence_and_provenance() -> None:
+    assert "Apache License" in (COMPAT / "LICENSE").read_text("utf-8")
+    notice = (COMPAT / "NOTICE").read_text("utf-8")
+    assert "AltairaLabs/PromptKit" in notice and "AltairaLabs/promptpack-python" in notice
+    provenance = (COMPAT / "PROVENANCE.md").read_text("utf-8")
+    assert "86d9f367" in provenance and "c78e36bd" in provenance
+    assert (COMPAT / "README.md").is_file()
+
+
+def test_no_test_reads_files_outside_the_repository() -> None:
+    """A clone alone runs every test: nothing refers to the shared directory beside it."""
+    here = Path(__file__).resolve().parent
+    outside = ('/ "shared"', "/work/shared", "../shared", "parents[2]")
+    offenders = [f"{path.name}: {needle}" for path in sorted(here.glob("*.py"))
+                 if path.name != Path(__file__).name
+                 for needle in outside if needle in path.read_text("utf-8")]
+    assert not offenders
 
 
 @pytest.mark.parametrize("path", PACKS, ids=_ids(PACKS))

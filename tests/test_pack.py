@@ -587,6 +587,6 @@ def test_read_errors_become_pack_not_found(monkeypatch: pytest.MonkeyPatch, tmp_
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise error
 
-    monkeypatch.setattr(pack_module, "open", refuse, raising=False)
+    monkeypatch.setattr(pack_module.os, "open", refuse)
     with pytest.raises(PackNotFoundError, match=reason):
         load_pack(write(tmp_path, minimal()))

@@ -88,6 +88,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
+    "_pack_from_json": ".pack.loading",  # not public: how Pack.from_json reaches the loader
     "APIConnectionError": "._errors",
     "APIStatusError": "._errors",
     "AsyncConversation": ".conversation.async_driver",

@@ -272,7 +272,7 @@ class _ModelCall:
             data = await body.read_all()
             raise dialect.map_error(body.status, body.headers, data)
         self.read = body.read
-        decoder = self.decoder = dialect.decoder()
+        decoder = self.decoder = dialect.decoder(body.headers.get("content-type", ""))
         return decoder
 
     async def finish(self) -> RoundOutcome:

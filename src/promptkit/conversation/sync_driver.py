@@ -163,7 +163,7 @@ class _SyncTurn(TurnRun):
             if body.status >= 300:
                 data = body.read_all(max(0.001, clock.limit - time.monotonic()))
                 raise binding.dialect.map_error(body.status, body.headers, data)
-            decoder = binding.dialect.decoder()
+            decoder = binding.dialect.decoder(body.headers.get("content-type", ""))
             events = 0
             monotonic = time.monotonic
             while not decoder.done:

@@ -110,8 +110,11 @@ class RoundDecoder(Protocol):
     :class:`APIStatusError` subclass for an in-band error event (``feed`` may raise those too).
     """
 
-    done: bool
-    events: int
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def events(self) -> int: ...
 
     @property
     def partial_text(self) -> str: ...
@@ -133,6 +136,11 @@ class Dialect(Protocol):
 
     def build_request(self, request: ModelRequest) -> HTTPRequest: ...
 
-    def decoder(self) -> RoundDecoder: ...
+    def decoder(self, content_type: str | None = None) -> RoundDecoder:
+        """A fresh decoder for one 2xx reply whose ``content-type`` is ``content_type``
+        (``None``: unknown, assume the dialect's stream). A reply that is not the dialect's
+        stream (a whole JSON reply, an error body, an HTML page) is still decoded: see
+        ``promptkit.providers._non_stream``."""
+        ...
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError: ...

@@ -28,7 +28,8 @@ def register(lookup: "Callable[[str], Any]") -> None:
 
 
 def public(name: str) -> "Any":
-    """The public ``promptkit.<name>`` (``open``, ``open_async``, ``resume``, ``resume_async``)."""
+    """The public ``promptkit.<name>`` (``open``, ``open_async``, ``resume``, ``resume_async``),
+    or ``_pack_from_json`` (the text loader ``Pack.from_json`` uses)."""
     if _lookup is None:  # cannot happen: importing this package runs promptkit/__init__.py first
         raise RuntimeError("promptkit is not initialised: import promptkit first")
     return _lookup(name)

@@ -8,15 +8,20 @@ once, each with its JSON path and ``line:column`` in the file::
     pack = load_pack("hello.pack.json")
     prompt = pack.prompt("chat")          # PromptNotFoundError lists the available prompts
     prompt.variables[0].name              # 'user_name'
+
+A pack may also come from a mapping (``load_pack({...})``: problems carry JSON paths) or from
+text (``Pack.from_json(text)``: paths and ``line:column``). Files are read bounded: only
+regular files, at most ``max_bytes`` (16 MiB by default), so a device or a FIFO named by
+mistake is refused instead of filling memory or blocking.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
@@ -43,6 +48,7 @@ from promptkit.pack.positions import (
     Locator,
     decode_error_issue,
     describe,
+    format_path,
     line_column,
     schema_issues,
     unexpected_property,
@@ -55,6 +61,7 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "DEFAULT_MAX_PACK_BYTES",
     "load_pack",
     "load_pack_from_dict",
     "load_pack_from_string",
@@ -71,15 +78,32 @@ _PARAMETER_KEYS = (
 )
 
 
-def load_pack(path: str | os.PathLike[str], *, validate: bool = True) -> Pack:
-    """Read, validate and return the pack at ``path``.
+#: The largest pack file :func:`load_pack` reads (real packs are a few kilobytes).
+DEFAULT_MAX_PACK_BYTES = 16 * 1024 * 1024
+_READ_SIZE = 1 << 16
 
-    Raises PackNotFoundError if the file cannot be read and PackValidationError (listing every
-    problem with its line and column) if it is not a valid pack.
+
+def load_pack(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    validate: bool = True,
+    max_bytes: int = DEFAULT_MAX_PACK_BYTES,
+) -> Pack:
+    """Read, validate and return the pack at the path ``source``, or built from a mapping.
+
+    A path must name a regular file of at most ``max_bytes`` bytes. Raises PackNotFoundError
+    if the file cannot be read (missing, a directory, a device or FIFO, over the size cap) and
+    PackValidationError (listing every problem, with its line and column for a file, its JSON
+    path for a mapping) if it is not a valid pack.
     """
-    source = os.fspath(path)
-    text = _read_text(source)
-    return _load_text(text, source=source, path=os.path.abspath(source), validate=validate)
+    if isinstance(source, Mapping):
+        return load_pack_from_dict(source, validate=validate)
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError("load_pack() takes a path or a mapping (the parsed pack JSON), not "
+                        f"{type(source).__name__}")
+    path = os.fspath(source)
+    text = _read_text(path, max_bytes)
+    return _load_text(text, source=path, path=os.path.abspath(path), validate=validate)
 
 
 def load_pack_from_string(
@@ -92,23 +116,46 @@ def load_pack_from_string(
 def load_pack_from_dict(
     data: Mapping[str, Any], *, source: str = "<dict>", validate: bool = True
 ) -> Pack:
-    """Validate and build a pack from already-parsed JSON (copied; no line numbers in errors)."""
-    return _from_data(copy.deepcopy(dict(data)), text=None, source=source, path=None,
-                      validate=validate)
+    """Validate and build a pack from already-parsed JSON: any mappings and sequences of JSON
+    values (copied into plain dicts and lists). Problems carry JSON paths, no line numbers."""
+    issues: list[ValidationIssue] = []
+    plain = _plain(data, (), issues)
+    if issues:
+        raise PackValidationError(source, issues)
+    return _from_data(plain, text=None, source=source, path=None, validate=validate)
 
 
-def _read_text(source: str) -> str:
-    try:
-        with open(source, "rb") as file:
-            data = file.read()
-    except FileNotFoundError:
-        raise PackNotFoundError(source, "no such file") from None
-    except IsADirectoryError:
-        raise PackNotFoundError(source, "is a directory, not a file") from None
-    except PermissionError:
-        raise PackNotFoundError(source, "permission denied") from None
-    except OSError as error:
-        raise PackNotFoundError(source, error.strerror or str(error)) from error
+#: ``Pack.from_json`` reaches this through promptkit's lazy names (``promptkit.pack.public``),
+#: so ``pack.model``, which this module imports, does not import it back.
+_pack_from_json = load_pack_from_string
+
+
+def _plain(value: Any, path: tuple[str | int, ...], issues: list[ValidationIssue]) -> Any:
+    """``value`` as plain JSON data (dicts, lists, str, numbers, bools, None); anything else
+    becomes an issue at its JSON path."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(key, str):
+                out[key] = _plain(item, (*path, key), issues)
+            else:
+                issues.append(ValidationIssue(
+                    path=format_path(path),
+                    message=f"object keys must be strings, got {type(key).__name__} {key!r}"))
+        return out
+    if isinstance(value, list | tuple):
+        return [_plain(item, (*path, index), issues) for index, item in enumerate(value)]
+    issues.append(ValidationIssue(
+        path=format_path(path),
+        message=f"not a JSON value: {type(value).__name__} (use dicts, lists, strings, "
+                "numbers, booleans and None)"))
+    return None
+
+
+def _read_text(source: str, max_bytes: int) -> str:
+    data = _read_bounded(source, max_bytes)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -121,6 +168,69 @@ def _read_text(source: str) -> str:
             column=column,
         )
         raise PackValidationError(source, [issue]) from None
+
+
+def _read_bounded(source: str, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``source``, refusing anything else or over ``max_bytes``.
+
+    Opened non-blocking so a FIFO is refused at once instead of waiting for a writer.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(source, flags)
+    except FileNotFoundError:
+        raise PackNotFoundError(source, "no such file") from None
+    except IsADirectoryError:
+        raise PackNotFoundError(source, "is a directory, not a file") from None
+    except PermissionError:
+        raise PackNotFoundError(source, "permission denied") from None
+    except OSError as error:
+        raise PackNotFoundError(source, error.strerror or str(error)) from error
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise PackNotFoundError(source, f"is {_file_kind(mode)}, not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= max_bytes:  # st_size can lie (/proc), so count what is read
+            chunk = os.read(fd, min(_READ_SIZE, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:
+            raise PackNotFoundError(
+                source, f"is larger than the {_size(max_bytes)} limit for pack files "
+                        "(load_pack(..., max_bytes=N) raises it)")
+        return b"".join(chunks)
+    except OSError as error:
+        if isinstance(error, PackNotFoundError):
+            raise
+        raise PackNotFoundError(source, error.strerror or str(error)) from error
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _size(count: int) -> str:
+    if count >= 1 << 20 and count % (1 << 20) == 0:
+        return f"{count >> 20} MiB"
+    if count >= 1 << 10 and count % (1 << 10) == 0:
+        return f"{count >> 10} KiB"
+    return f"{count} bytes"
 
 
 def _load_text(text: str, *, source: str, path: str | None, validate: bool) -> Pack:

@@ -152,6 +152,19 @@ class Pack:
     #: problems worth knowing that do not stop the pack from working
     warnings: tuple[ValidationIssue, ...] = ()
 
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str = "<string>",
+                  validate: bool = True) -> Pack:
+        """Parse and validate pack JSON text (as ``load_pack`` does a file): problems carry
+        their JSON path and ``line:column``; ``source`` names the text in messages."""
+        if isinstance(text, bytes | bytearray):
+            text = bytes(text).decode("utf-8-sig")
+        if not isinstance(text, str):
+            raise TypeError(f"Pack.from_json() takes JSON text, not {type(text).__name__}")
+        # through promptkit's lazy names: pack.loading imports this module
+        loaded: Pack = public("_pack_from_json")(text, source=source, validate=validate)
+        return loaded
+
     def prompt(self, name: str) -> PromptSpec:
         """The prompt under ``name`` in the ``prompts`` map, or PromptNotFoundError."""
         try:

@@ -48,6 +48,7 @@ __all__ = [
     "google_error_details",
     "is_quota_exhausted",
     "parse_duration",
+    "parse_error_body",
     "parse_retry_after",
 ]
 
@@ -324,15 +325,40 @@ def fallback_message(status: int, body: bytes) -> str:
     return f"HTTP {status} {phrase}: {text}"
 
 
+def parse_error_body(body: bytes) -> Any:
+    """The JSON value of an error reply's body, or ``None`` when it holds none.
+
+    A plain JSON body, or one sent in stream framing (gateways and proxies answer a streaming
+    request so): the first SSE ``data:`` payload that is a JSON object with an ``error``
+    (else the first JSON one), or the first NDJSON line that is a JSON object.
+    """
+    try:
+        return json.loads(body)
+    except ValueError:
+        pass
+    text = body[:65536].decode("utf-8", "replace")
+    lines = text.splitlines()
+    payloads = [line[5:].strip() for line in lines if line.startswith("data:")]
+    if not payloads:
+        payloads = [line.strip() for line in lines if line.strip().startswith("{")]
+    first: Any = None
+    for payload in payloads:
+        try:
+            value = json.loads(payload)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and "error" in value:
+            return value
+        if first is None and isinstance(value, dict):
+            first = value
+    return first
+
+
 def status_error_from_body(status: int, headers: Mapping[str, str], body: bytes,
                            provider: str) -> APIStatusError:
     """The error for a non-2xx reply whose body is an OpenAI-style (or Ollama-style) error
-    envelope, or any text / HTML body."""
-    parsed: Any
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        parsed = None
+    envelope (plain, or in stream framing), or any text / HTML body."""
+    parsed = parse_error_body(body)
     message, code, error_type, _ = extract_error_fields(parsed)
     raw = parsed if parsed is not None else body[:4000].decode("utf-8", "replace")
     return build_status_error(status=status, message=message or fallback_message(status, body),

@@ -31,6 +31,10 @@ Decoding decisions:
   ``tool_calls``, refusal → ``refusal`` (``stop_details.explanation`` goes in
   ``extra["finish_message"]``); others pass through.
 - An ``error`` event raises the mapped error (``overloaded_error`` → ``OverloadedError``).
+- A reply whose content type is not ``text/event-stream`` goes through ``NonStreamDecoder``
+  (``providers._non_stream``): a complete non-streamed ``message`` is delivered as if streamed,
+  an error body raises its typed error, anything else is a
+  :class:`~promptkit.StreamProtocolError` quoting the body.
 """
 
 from __future__ import annotations
@@ -41,7 +45,13 @@ from typing import Any
 from promptkit._errors import APIStatusError, ProviderError, StreamInterruptedError
 from promptkit._json import encode, loads
 from promptkit.engine.chunks import StreamChunk, text_chunk
-from promptkit.engine.dialect import Endpoint, HTTPRequest, ModelRequest, RoundResult
+from promptkit.engine.dialect import (
+    Endpoint,
+    HTTPRequest,
+    ModelRequest,
+    RoundDecoder,
+    RoundResult,
+)
 from promptkit.engine.messages import Message, ToolResult, Usage
 from promptkit.providers._common import (
     DecoderBase,
@@ -58,7 +68,9 @@ from promptkit.providers._errors_map import (
     build_status_error,
     extract_error_fields,
     fallback_message,
+    parse_error_body,
 )
+from promptkit.providers._non_stream import NonStreamDecoder, media_type, sse_start
 from promptkit.providers._parts import anthropic_block, media_parts
 from promptkit.providers._response_format import schema_instruction
 from promptkit.transport.sse import SSEDecoder
@@ -134,16 +146,20 @@ class AnthropicDialect:
         return HTTPRequest(method="POST", url=self._url, headers=headers,
                            body=encode(body))
 
-    def decoder(self) -> AnthropicDecoder:
-        """A fresh decoder for one streamed reply."""
-        return AnthropicDecoder(provider=self.name)
+    def decoder(self, content_type: str | None = None) -> RoundDecoder:
+        """A fresh decoder for one reply; ``content_type`` is the reply's (``None``: assume
+        a stream). A reply that is not ``text/event-stream`` is read by a
+        :class:`~promptkit.providers._non_stream.NonStreamDecoder` (a ``message`` object is
+        delivered as if streamed)."""
+        stream = AnthropicDecoder(provider=self.name)
+        if content_type is None or media_type(content_type) == "text/event-stream":
+            return stream
+        return NonStreamDecoder(stream, content_type=content_type, expected="an SSE stream",
+                                passthrough=sse_start, reply=message_events)
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:
         """The error for a non-2xx reply (``{"type":"error","error":{type,message}}``)."""
-        try:
-            parsed: Any = loads(body)
-        except ValueError:
-            parsed = None
+        parsed = parse_error_body(body)
         return _error(parsed, status=status, provider=self.name, headers=headers,
                       fallback=fallback_message(status, body), raw=body)
 
@@ -382,6 +398,47 @@ class AnthropicDecoder(DecoderBase):
             output_tokens=pick("output_tokens"), cached_tokens=cached,
             reasoning_tokens=int_of(details.get("thinking_tokens"))
             if isinstance(details, dict) else 0)
+
+
+def message_events(obj: Any) -> list[str] | None:
+    """A non-streamed ``message`` object as the events of its stream: ``message_start``, a
+    start, delta and stop per content block, ``message_delta`` (stop reason, usage) and
+    ``message_stop`` (``None`` if ``obj`` is not a message)."""
+    if type(obj) is not dict or obj.get("type") != "message":
+        return None
+    content = obj.get("content")
+    if type(content) is not list:
+        return None
+    start = {key: value for key, value in obj.items() if key != "content"}
+    events: list[dict[str, Any]] = [{"type": "message_start",
+                                     "message": {**start, "content": []}}]
+    for index, block in enumerate(content):
+        kind = block.get("type")
+        if kind == "text":
+            events += [_block_start(index, {"type": "text", "text": ""}),
+                       _block_delta(index, {"type": "text_delta", "text": block["text"]})]
+        elif kind == "thinking":
+            events += [_block_start(index, {"type": "thinking", "thinking": ""}),
+                       _block_delta(index, {"type": "thinking_delta",
+                                            "thinking": block["thinking"]}),
+                       _block_delta(index, {"type": "signature_delta",
+                                            "signature": block.get("signature") or ""})]
+        else:  # tool_use (its whole input in the start), redacted_thinking, others
+            events.append(_block_start(index, block))
+        events.append({"type": "content_block_stop", "index": index})
+    delta = {key: obj.get(key) for key in ("stop_reason", "stop_sequence", "stop_details")
+             if key in obj}
+    events += [{"type": "message_delta", "delta": delta, "usage": obj.get("usage") or {}},
+               {"type": "message_stop"}]
+    return [dumps(event) for event in events]
+
+
+def _block_start(index: int, block: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "content_block_start", "index": index, "content_block": block}
+
+
+def _block_delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index, "delta": delta}
 
 
 def _untyped(obj: dict[str, Any]) -> str:

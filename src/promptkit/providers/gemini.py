@@ -51,6 +51,7 @@ from promptkit.engine.dialect import (
     Endpoint,
     HTTPRequest,
     ModelRequest,
+    RoundDecoder,
     RoundResult,
     ToolDefinition,
 )
@@ -71,8 +72,10 @@ from promptkit.providers._errors_map import (
     extract_error_fields,
     fallback_message,
     google_error_details,
+    parse_error_body,
 )
 from promptkit.providers._gemini_wire import GeminiFrames, PartialArgs, gemini_schema
+from promptkit.providers._non_stream import NonStreamDecoder, media_type, sse_or_json_start
 from promptkit.providers._parts import gemini_part, media_parts
 from promptkit.providers._response_format import json_schema_of
 
@@ -143,17 +146,22 @@ class GeminiDialect:
         url = f"{self._base}/models/{quote(model, safe='-._~')}:streamGenerateContent?alt=sse"
         return HTTPRequest(method="POST", url=url, headers=headers, body=encode(body))
 
-    def decoder(self) -> GeminiDecoder:
-        """A fresh decoder for one streamed reply."""
-        return GeminiDecoder(provider=self.name)
+    def decoder(self, content_type: str | None = None) -> RoundDecoder:
+        """A fresh decoder for one reply; ``content_type`` is the reply's (``None``: assume
+        a stream). SSE and JSON (a whole array or object) are both Gemini's stream; any
+        other body is refused by a
+        :class:`~promptkit.providers._non_stream.NonStreamDecoder`, quoting its start."""
+        stream = GeminiDecoder(provider=self.name)
+        if content_type is None or media_type(content_type) == "text/event-stream":
+            return stream
+        return NonStreamDecoder(stream, content_type=content_type,
+                                expected="an SSE stream or JSON", passthrough=sse_or_json_start,
+                                reply=None)
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:
         """The error for a non-2xx reply (``{"error": {code, message, status, details}}``,
         possibly wrapped in a one-element array)."""
-        try:
-            parsed: Any = loads(body)
-        except ValueError:
-            parsed = None
+        parsed = parse_error_body(body)
         return _error(parsed, status, self.name, fallback_message(status, body),
                       headers=headers, raw=body)
 

@@ -44,7 +44,13 @@ from promptkit._errors import (
 )
 from promptkit._json import encode
 from promptkit.engine.chunks import StreamChunk, text_chunk
-from promptkit.engine.dialect import Endpoint, HTTPRequest, ModelRequest, RoundResult
+from promptkit.engine.dialect import (
+    Endpoint,
+    HTTPRequest,
+    ModelRequest,
+    RoundDecoder,
+    RoundResult,
+)
 from promptkit.engine.messages import Message, ToolCall, Usage
 from promptkit.providers._common import (
     DecoderBase,
@@ -62,6 +68,7 @@ from promptkit.providers._errors_map import (
     extract_error_fields,
     status_error_from_body,
 )
+from promptkit.providers._non_stream import NonStreamDecoder, json_start, media_type
 from promptkit.providers._parts import media_parts, ollama_image
 from promptkit.providers._response_format import json_schema_of
 from promptkit.transport.ndjson import NDJSONDecoder
@@ -167,9 +174,16 @@ class OllamaDialect:
             out.append(item)
         return out
 
-    def decoder(self) -> OllamaDecoder:
-        """A fresh decoder for one streamed reply."""
-        return OllamaDecoder(provider=self.name)
+    def decoder(self, content_type: str | None = None) -> RoundDecoder:
+        """A fresh decoder for one reply; ``content_type`` is the reply's (``None``: assume
+        a stream). JSON lines are Ollama's stream (a non-streamed reply is one such line);
+        any other body is refused by a
+        :class:`~promptkit.providers._non_stream.NonStreamDecoder`, quoting its start."""
+        stream = OllamaDecoder(provider=self.name)
+        if content_type is None or media_type(content_type) == "application/x-ndjson":
+            return stream
+        return NonStreamDecoder(stream, content_type=content_type, expected="JSON lines",
+                                passthrough=json_start, reply=None)
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:
         """The error for a non-2xx reply (``{"error": "<text>"}``, or any text body)."""

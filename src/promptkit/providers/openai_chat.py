@@ -27,6 +27,10 @@ Decoding decisions:
   chunk; Azure's first prompt-filter chunk has neither choices nor usage and is skipped). When
   none arrived, ``RoundResult.usage`` is ``Usage()`` and ``Message.usage`` is ``None``.
 - ``events`` counts JSON data events; SSE comments (keep-alives) and ``[DONE]`` do not count.
+- A reply whose content type is not ``text/event-stream`` goes through ``NonStreamDecoder``
+  (``providers._non_stream``): a complete non-streamed ``chat.completion`` is delivered as if
+  streamed, an error body raises its typed error, anything else is a
+  :class:`~promptkit.StreamProtocolError` quoting the body.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from promptkit.engine.dialect import (
     Endpoint,
     HTTPRequest,
     ModelRequest,
+    RoundDecoder,
     RoundResult,
     ToolDefinition,
 )
@@ -57,6 +62,7 @@ from promptkit.providers._errors_map import (
     extract_error_fields,
     status_error_from_body,
 )
+from promptkit.providers._non_stream import NonStreamDecoder, media_type, sse_start
 from promptkit.providers._parts import media_parts
 from promptkit.providers._response_format import json_schema_of, schema_name
 from promptkit.transport.sse import SSEDecoder
@@ -142,9 +148,16 @@ class OpenAIChatDialect:
 
     # --- response ----------------------------------------------------------------------------
 
-    def decoder(self) -> OpenAIChatDecoder:
-        """A fresh decoder for one streamed reply."""
-        return OpenAIChatDecoder(provider=self.name)
+    def decoder(self, content_type: str | None = None) -> RoundDecoder:
+        """A fresh decoder for one reply; ``content_type`` is the reply's (``None``: assume
+        a stream). A reply that is not ``text/event-stream`` is read by a
+        :class:`~promptkit.providers._non_stream.NonStreamDecoder` (a ``chat.completion``
+        object is delivered as if streamed)."""
+        stream = OpenAIChatDecoder(provider=self.name)
+        if content_type is None or media_type(content_type) == "text/event-stream":
+            return stream
+        return NonStreamDecoder(stream, content_type=content_type, expected="an SSE stream",
+                                passthrough=sse_start, reply=completion_events)
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:
         """The error for a non-2xx reply (OpenAI envelope, or any text / HTML body)."""
@@ -411,6 +424,31 @@ class OpenAIChatDecoder:
         return build_status_error(
             status=status, message=message or "the provider reported an error mid-stream",
             provider=self._provider, body=obj, code=code, error_type=error_type)
+
+
+def completion_events(obj: Any) -> list[str] | None:
+    """A non-streamed ``chat.completion`` object as the data events of its stream: one chunk
+    whose deltas carry each choice's whole message, then ``[DONE]`` (``None`` if ``obj`` is
+    not a completion)."""
+    choices = obj.get("choices") if type(obj) is dict else None
+    if type(choices) is not list or obj.get("object") not in (None, "chat.completion"):
+        return None
+    deltas: list[dict[str, Any]] = []
+    for position, choice in enumerate(choices):
+        message = choice.get("message")
+        if type(message) is not dict:
+            return None
+        delta = {key: message[key] for key in ("role", "content", "refusal")
+                 if message.get(key) is not None}
+        calls = message.get("tool_calls")
+        if type(calls) is list and calls:
+            delta["tool_calls"] = [{**call, "index": index} for index, call in enumerate(calls)
+                                   if type(call) is dict]
+        deltas.append({"index": choice.get("index", position), "delta": delta,
+                       "finish_reason": choice.get("finish_reason")})
+    chunk: dict[str, Any] = {"object": "chat.completion.chunk", "choices": deltas}
+    chunk.update({key: obj[key] for key in ("id", "model", "created", "usage") if key in obj})
+    return [_dumps(chunk), "[DONE]"]
 
 
 def _tool_call(acc: _ToolAcc, position: int) -> ToolCall:

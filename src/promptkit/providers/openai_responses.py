@@ -35,6 +35,10 @@ Decoding decisions:
   error (``insufficient_quota`` is a non-retryable ``RateLimitError``).
 - Usage from the terminal response: ``input_tokens`` (cached from
   ``input_tokens_details``), ``output_tokens`` (reasoning from ``output_tokens_details``).
+- A reply whose content type is not ``text/event-stream`` goes through ``NonStreamDecoder``
+  (``providers._non_stream``): a complete non-streamed ``response`` is delivered as if
+  streamed, an error body raises its typed error, anything else is a
+  :class:`~promptkit.StreamProtocolError` quoting the body.
 """
 
 from __future__ import annotations
@@ -45,7 +49,13 @@ from typing import Any
 from promptkit._errors import APIStatusError, ProviderError, StreamInterruptedError
 from promptkit._json import encode, loads
 from promptkit.engine.chunks import StreamChunk, text_chunk
-from promptkit.engine.dialect import Endpoint, HTTPRequest, ModelRequest, RoundResult
+from promptkit.engine.dialect import (
+    Endpoint,
+    HTTPRequest,
+    ModelRequest,
+    RoundDecoder,
+    RoundResult,
+)
 from promptkit.engine.messages import Message, Usage
 from promptkit.providers._common import (
     DecoderBase,
@@ -62,6 +72,7 @@ from promptkit.providers._errors_map import (
     extract_error_fields,
     status_error_from_body,
 )
+from promptkit.providers._non_stream import NonStreamDecoder, media_type, sse_start
 from promptkit.providers._parts import media_parts, responses_part
 from promptkit.providers._response_format import json_schema_of, schema_name
 from promptkit.transport.sse import SSEDecoder
@@ -196,13 +207,58 @@ class OpenAIResponsesDialect:
             items.append(item)
         return items
 
-    def decoder(self) -> OpenAIResponsesDecoder:
-        """A fresh decoder for one streamed reply."""
-        return OpenAIResponsesDecoder(provider=self.name)
+    def decoder(self, content_type: str | None = None) -> RoundDecoder:
+        """A fresh decoder for one reply; ``content_type`` is the reply's (``None``: assume
+        a stream). A reply that is not ``text/event-stream`` is read by a
+        :class:`~promptkit.providers._non_stream.NonStreamDecoder` (a ``response`` object is
+        delivered as if streamed)."""
+        stream = OpenAIResponsesDecoder(provider=self.name)
+        if content_type is None or media_type(content_type) == "text/event-stream":
+            return stream
+        return NonStreamDecoder(stream, content_type=content_type, expected="an SSE stream",
+                                passthrough=sse_start, reply=response_events)
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:
         """The error for a non-2xx reply (OpenAI envelope, or any text / HTML body)."""
         return status_error_from_body(status, headers, body, self.name)
+
+
+_TERMINAL = {"completed": "response.completed", "incomplete": "response.incomplete",
+             "failed": "response.failed"}
+
+
+def response_events(obj: Any) -> list[str] | None:
+    """A non-streamed ``response`` object as the events of its stream: per output item its
+    text, refusal and reasoning-summary deltas and ``output_item.added`` / ``.done``, then the
+    terminal event its ``status`` names (``None`` if ``obj`` is not a finished response)."""
+    if type(obj) is not dict or obj.get("object") not in (None, "response"):
+        return None
+    output = obj.get("output")
+    terminal = _TERMINAL.get(obj.get("status") or "completed")
+    if type(output) is not list or terminal is None:
+        return None
+    events: list[dict[str, Any]] = []
+    for item in output:
+        item_id = item.get("id")
+        kind = item.get("type")
+        if kind == "function_call":
+            events.append({"type": "response.output_item.added", "item": item})
+        elif kind == "message":
+            for part in item.get("content") or ():
+                if part.get("type") == "output_text":
+                    events.append({"type": "response.output_text.delta", "item_id": item_id,
+                                   "delta": part["text"]})
+                elif part.get("type") == "refusal":
+                    events.append({"type": "response.refusal.delta", "item_id": item_id,
+                                   "delta": part["refusal"]})
+        elif kind == "reasoning":
+            for index, part in enumerate(item.get("summary") or ()):
+                events.append({"type": "response.reasoning_summary_text.delta",
+                               "item_id": item_id, "summary_index": index,
+                               "delta": part["text"]})
+        events.append({"type": "response.output_item.done", "item": item})
+    events.append({"type": terminal, "response": obj})
+    return [dumps(event) for event in events]
 
 
 def _untyped(obj: dict[str, Any]) -> str:

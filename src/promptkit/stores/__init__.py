@@ -9,7 +9,8 @@
 Every store keeps, per conversation id, the history (versioned: one version per appended turn)
 and metadata (pack id, prompt, pack version, variables, created/updated times). Ids are 1-255
 characters from ``A-Z a-z 0-9 . _ : -``. The persistent stores load lazily: importing this
-package costs nothing until one is used (``redis`` is imported only by the Redis stores).
+package costs nothing until one is used (``redis``, from the extra ``promptkit-sdk[redis]``,
+is imported only by the Redis stores).
 
 May import ``promptkit.engine.messages`` and ``promptkit._errors``; a store knows nothing of
 packs, turns or drivers.

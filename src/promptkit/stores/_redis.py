@@ -250,6 +250,18 @@ def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
 
+INSTALL_HINT = "pip install 'promptkit-sdk[redis]'"
+
+
+def import_redis() -> None:
+    """Import the optional ``redis`` package, or raise ImportError naming the extra."""
+    try:
+        import redis  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"the Redis stores need the optional 'redis' package: {INSTALL_HINT}",
+                          name="redis") from exc
+
+
 @contextmanager
 def _redis_errors(action: str) -> Iterator[None]:
     """Translate the redis package's errors into StoreError, once, at the boundary."""
@@ -291,6 +303,7 @@ class RedisStore:
     def __init__(self, url_or_client: Any = "redis://localhost:6379/0", *,
                  prefix: str = "promptkit", ttl: float | None = None,
                  retries: int = 6, cache_size: int = 256) -> None:
+        import_redis()
         import redis
         from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
@@ -399,6 +412,7 @@ class AsyncRedisStore:
     def __init__(self, url_or_client: Any = "redis://localhost:6379/0", *,
                  prefix: str = "promptkit", ttl: float | None = None,
                  retries: int = 6, cache_size: int = 256) -> None:
+        import_redis()
         import redis.asyncio
         from redis.asyncio.retry import Retry
         from redis.backoff import ExponentialBackoff
