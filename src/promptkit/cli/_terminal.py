@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["TerminalSanitizer", "safe_text"]
+__all__ = ["TerminalSanitizer", "safe_json", "safe_text"]
 
 _ST = r"(?:\x07|\x1b\\|\x9c)"  # string terminator: BEL, ESC \ or C1 ST
 _STRING_START = r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])"  # OSC, DCS, SOS, PM, APC
@@ -64,3 +64,16 @@ class TerminalSanitizer:
     def flush(self) -> str:
         rest, self._pending = self._pending, ""
         return _SEQUENCE.sub("", rest)
+
+
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f]")
+
+
+def safe_json(value: object, **options: object) -> str:
+    """``json.dumps(value, ensure_ascii=False)`` that a terminal cannot act on either: JSON
+    escapes C0 controls itself; DEL and C1 characters (``\\x9b`` is CSI) become ``\\u00XX``
+    escapes too, so the decoded data is unchanged."""
+    import json
+
+    text = json.dumps(value, ensure_ascii=False, **options)  # type: ignore[arg-type]
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
