@@ -155,6 +155,21 @@ def test_chat_strips_control_sequences_from_text_tools_and_errors() -> None:
     assert "BadRequestError" in out and "[/] request" in out  # not read as rich markup
 
 
+def test_chat_strips_control_sequences_from_thinking() -> None:
+    recorded = (REPO / "tests" / "data" / "wire" / "anthropic" / "thinking-then-text.sse")
+    hostile = recorded.read_bytes().replace(
+        b'"thinking":"This"', b'"thinking":"This\\u001b]0;owned\\u0007\\u001b[2J\\u009b1m"', 1)
+    assert hostile != recorded.read_bytes()
+    with FakeServer([Reply.sse(hostile)]) as server:
+        done = run_cli("chat", str(HELLO), "chat", "--var", "user_name=Ada",
+                       "--provider", "anthropic", "--base-url", server.url,
+                       "--api-key-env", "TEST_ANTHROPIC_KEY", "--model", "claude-sonnet-4-5",
+                       stdin="Is it safe?\n/exit\n", TEST_ANTHROPIC_KEY="opaque-test-key-1")
+    assert done.returncode == 0, done.stderr
+    assert "This is a straightforward question" in done.stdout
+    assert no_controls(done.stdout), repr(done.stdout)
+
+
 # --- no terminal: variables ---------------------------------------------------------------
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptkit._errors import PromptKitError, StoreError
+from promptkit._redact import redact
+from promptkit.cli._terminal import safe_json, safe_text
 from promptkit.stores._protocol import (
     ConversationInfo,
     InvalidConversationIdError,
@@ -145,7 +147,8 @@ def run_sessions(args: argparse.Namespace) -> int:
             return _show(name, as_json=args.json)
         return _delete(name)
     except PromptKitError as exc:
-        print(f"promptkit: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"promptkit: {safe_text(redact(f'{type(exc).__name__}: {exc}'))}",
+              file=sys.stderr)
         return 1
 
 
@@ -166,7 +169,7 @@ def _list(*, as_json: bool) -> int:
     if store is not None:
         store.close()
     if as_json:
-        print(json.dumps([_info_json(i) for i in infos], ensure_ascii=False, indent=2))
+        print(safe_json([_info_json(i) for i in infos], indent=2))
         return 0
     if not infos:
         print(f"No sessions yet; `promptkit chat PACK PROMPT --session NAME` starts one "
@@ -195,9 +198,8 @@ def _show(name: str, *, as_json: bool) -> int:
     messages = visible(stored.messages)
     meta = stored.metadata
     if as_json:
-        print(json.dumps({"name": name, "version": stored.version, **meta.to_dict(),
-                          "messages": [m.to_dict() for m in messages]},
-                         ensure_ascii=False, indent=2))
+        print(safe_json({"name": name, "version": stored.version, **meta.to_dict(),
+                         "messages": [m.to_dict() for m in messages]}, indent=2))
         return 0
     out = _safe_print  # the transcript is model output: no terminal controls
     out(f"session   {name}")
@@ -238,8 +240,6 @@ def _delete(name: str) -> int:
 
 
 def _safe_print(text: str = "") -> None:
-    from promptkit.cli._terminal import safe_text
-
     sys.stdout.write(safe_text(text) + "\n")
 
 
