@@ -28,6 +28,7 @@ _INCOMPLETE = re.compile(
     rf"|{_STRING_START}[^\x07\x1b\x9c]*\x1b?"
     r"|\x1b[ -/]*"
 )
+_ANY_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # fast path: nothing to remove
 _INTRODUCERS = re.compile(r"[\x1b\x90\x98\x9b\x9d\x9e\x9f]")
 # A control string longer than this with no terminator is treated as text (its introducer
 # dropped), so an unterminated OSC cannot hold back the rest of an answer.
@@ -36,7 +37,7 @@ _MAX_PENDING = 4096
 
 def safe_text(text: str) -> str:
     """``text`` without escape sequences or control characters other than ``\\n``/``\\t``."""
-    return _SEQUENCE.sub("", text)
+    return text if _ANY_CONTROL.search(text) is None else _SEQUENCE.sub("", text)
 
 
 class TerminalSanitizer:
@@ -52,6 +53,8 @@ class TerminalSanitizer:
         self._pending = ""
 
     def feed(self, text: str) -> str:
+        if not self._pending and _ANY_CONTROL.search(text) is None:
+            return text  # the usual chunk: plain text
         data = self._pending + text
         self._pending = ""
         for match in _INTRODUCERS.finditer(data, max(0, len(data) - _MAX_PENDING)):
