@@ -120,10 +120,11 @@ def test_chat_streams_offline_and_keeps_history() -> None:
     assert done.stdout.count("tokens · $0.00000 · first token") == 2
 
 
-def test_chat_asks_for_missing_required_variables() -> None:
+def test_chat_without_a_terminal_does_not_take_piped_lines_as_variables() -> None:
+    # (asking on a terminal: test_cli_terminal.test_chat_on_a_terminal_asks_...)
     done = run_cli("chat", str(HELLO), "chat", "--provider", "mock", stdin="Ada\nHi\n")
-    assert done.returncode == 0, done.stderr
-    assert "user_name:" in done.stdout and "Mock response from mock-model to: Hi" in done.stdout
+    assert done.returncode == 1
+    assert "user_name" in done.stderr and "--var" in done.stderr
 
 
 def test_ctrl_c_stops_the_answer_and_keeps_the_conversation(tmp_path: Path) -> None:
@@ -154,9 +155,10 @@ def test_ctrl_c_stops_the_answer_and_keeps_the_conversation(tmp_path: Path) -> N
     assert seen.count("tokens · $0.00000") == 1
 
 
-def test_offline_fallback_uses_the_mock_model_not_the_requested_one() -> None:
+def test_a_requested_model_is_never_answered_by_the_mock() -> None:
     done = run_cli("send", str(HELLO), "chat", "hi", "--var", "user_name=Ada",
                    "--model", "gpt-4o", "--json")
-    assert done.returncode == 0, done.stderr
-    final = json.loads(done.stdout.splitlines()[-1])
-    assert final["response"]["model"] == "mock-model" and final["response"]["cost"] == 0.0
+    assert done.returncode == 1
+    assert "OPENAI_API_KEY" in done.stderr and "offline mock" not in done.stderr
+    error = json.loads(done.stdout.splitlines()[-1])["error"]
+    assert error["type"] == "ProviderNotConfiguredError"

@@ -36,8 +36,10 @@ ALLOWED: dict[str, set[str]] = {
                             "checks", "observe"},
     "testing": BASE | {"engine", "providers", "transport"},
     "server": BASE | {"root", "pack", "engine", "conversation", "stores", "observe", "checks"},
-    "cli": BASE | {"root", "pack", "engine", "tools", "conversation", "stores", "checks",
-                   "observe", "server"},
+    # cli -> providers: the mock fallback asks providers._select.nothing_configured whether
+    # the environment names a provider, so the CLI and open() agree on "nothing configured"
+    "cli": BASE | {"root", "pack", "engine", "tools", "conversation", "providers", "stores",
+                   "checks", "observe", "server"},
     "root": BASE | {"pack", "engine", "tools", "conversation", "stores", "checks", "observe"},
 }
 

@@ -11,7 +11,7 @@ import pytest
 import promptkit
 from promptkit.providers._select import infer_provider, resolve_provider
 
-from support import PACKS
+from support import PACKS, Driver
 
 HELLO = PACKS / "hello.pack.json"
 KEY = "sk-select-0123456789abcdefghijklmn"
@@ -34,12 +34,62 @@ def test_model_prefix_inference(model: str, provider: str | None) -> None:
     assert infer_provider(model) == provider
 
 
-def test_nothing_configured_names_the_variables_to_set() -> None:
+def test_nothing_configured_opens_and_the_first_turn_names_the_variables_to_set(
+        driver: Driver) -> None:
+    conv = driver.open(HELLO, "chat", variables={"user_name": "Ada"})
+    assert "Ada" in conv.render_system_prompt()  # works offline, with no provider
+    assert conv.provider == "" and conv.model == ""
+    chunks = driver.stream(conv, "Hello")
+    assert [c.type for c in chunks] == [promptkit.ChunkType.ERROR]
     with pytest.raises(promptkit.ProviderNotConfiguredError) as info:
-        promptkit.open(HELLO, "chat")
+        driver.send(conv, "Hello")
     message = str(info.value)
     for variable in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OLLAMA_HOST"):
         assert variable in message
+    assert driver.run(lambda: conv.messages) == []  # nothing half-recorded
+    with pytest.raises(promptkit.ProviderNotConfiguredError):
+        resolve_provider()  # the selection itself still refuses
+
+
+def test_nothing_configured_makes_no_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptkit.providers import _select
+
+    def no_transport() -> object:
+        raise AssertionError("a transport was used")
+
+    monkeypatch.setattr(_select, "shared_sync_transport", no_transport)
+    conv = promptkit.open(HELLO, "chat", variables={"user_name": "Ada"})
+    with pytest.raises(promptkit.ProviderNotConfiguredError):
+        conv.send("Hello")
+
+
+@pytest.mark.parametrize("url", [
+    "localhost:8000/v1", "ftp://example.com/v1", "http:///v1", "http://host:99999/v1",
+    "http://host name/v1", "http://[::1/v1", "http://host:port/v1",
+])
+def test_a_malformed_base_url_is_a_configuration_error_at_open(driver: Driver, url: str) -> None:
+    with pytest.raises(promptkit.ProviderConfigError, match="base URL") as info:
+        driver.open(HELLO, "chat", provider="openai", base_url=url, api_key=KEY)
+    assert not info.value.retryable
+    assert isinstance(info.value, promptkit.ProviderNotConfiguredError)
+
+
+def test_a_malformed_base_url_from_the_environment_names_the_variable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "127.0.0.1:8000/v1")
+    with pytest.raises(promptkit.ProviderConfigError, match="OPENAI_BASE_URL"):
+        promptkit.open(HELLO, "chat")
+
+
+def test_credentials_in_a_malformed_base_url_are_not_shown() -> None:
+    with pytest.raises(promptkit.ProviderConfigError) as info:
+        promptkit.open(HELLO, "chat", provider="openai", base_url="http://user:hunter22@/v1")
+    assert "hunter22" not in str(info.value)
+
+
+def test_a_model_naming_no_provider_with_nothing_configured_says_so() -> None:
+    with pytest.raises(promptkit.ProviderNotConfiguredError, match="provider="):
+        promptkit.open(HELLO, "chat", model="my-finetune")
 
 
 def test_missing_key_for_the_chosen_provider_names_its_variable() -> None:

@@ -10,8 +10,9 @@ The tree (all under ``PromptKitError``)::
     ├── VariableError
     │   ├── MissingVariableError         .names
     │   └── InvalidVariableError         .name, .reason
-    ├── ProviderError
+    ├── ProviderError                    (text, body and repr never show an API key)
     │   ├── ProviderNotConfiguredError   says which environment variables to set
+    │   │   └── ProviderConfigError      malformed base_url, unknown api=: raised at open()
     │   ├── APIStatusError               .status_code, .body, .request_id, .provider, .retryable
     │   │   ├── AuthenticationError      401 (and invalid-key 400s)
     │   │   ├── PermissionDeniedError    403
@@ -47,6 +48,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from promptkit._redact import redact, redact_value
+
 __all__ = [
     "APIConnectionError",
     "APIStatusError",
@@ -69,6 +72,7 @@ __all__ = [
     "PermissionDeniedError",
     "PromptKitError",
     "PromptNotFoundError",
+    "ProviderConfigError",
     "ProviderError",
     "ProviderNotConfiguredError",
     "RateLimitError",
@@ -180,14 +184,36 @@ class InvalidVariableError(VariableError, ValueError):
 
 
 class ProviderError(PromptKitError):
-    """Talking to the model provider failed."""
+    """Talking to the model provider failed.
+
+    Its text never shows a key: every string argument is passed through
+    :func:`promptkit._redact.redact` (registered keys and credential-looking values), and so
+    are ``str()`` and ``repr()``, for keys registered after the error was made.
+    """
 
     #: whether trying the same request again may succeed
     retryable: bool = False
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
+
+    def __repr__(self) -> str:
+        return redact(super().__repr__())
+
 
 class ProviderNotConfiguredError(ProviderError):
     """No provider could be selected or it lacks credentials; the message says what to set."""
+
+
+class ProviderConfigError(ProviderNotConfiguredError, ValueError):
+    """The provider settings given are unusable (a malformed ``base_url``, an unknown ``api``).
+
+    Raised by ``open()``, before any network call; a subclass of
+    :class:`ProviderNotConfiguredError`, so one ``except`` catches every configuration problem.
+    """
 
 
 class APIStatusError(ProviderError):
@@ -207,9 +233,11 @@ class APIStatusError(ProviderError):
         retry_after: float | None = None,
         code: str | None = None,
     ) -> None:
+        # A server may echo the key it was sent: keep it out of every field shown to anyone.
+        message = redact(message)
         self.message = message
         self.status_code = status_code
-        self.body = body
+        self.body = redact_value(body)
         self.request_id = request_id
         self.provider = provider
         self.code = code
@@ -225,7 +253,7 @@ class APIStatusError(ProviderError):
         text = f"{' '.join(parts)}: {self.message}"
         if self.request_id:
             text += f" (request id {self.request_id})"
-        return text
+        return redact(text)
 
 
 class AuthenticationError(APIStatusError):

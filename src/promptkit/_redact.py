@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["REDACTED", "redact", "redact_value", "register_secret"]
+__all__ = ["REDACTED", "redact", "redact_value", "register_header_secrets", "register_secret"]
 
 REDACTED = "[REDACTED]"
 
@@ -64,6 +65,25 @@ def register_secret(secret: str | None) -> None:
         _secrets = secrets
 
 
+# Header names whose values are credentials (matched as lower-case substrings).
+_SECRET_HEADER_WORDS = ("authorization", "key", "token", "secret", "cookie", "auth")
+
+
+def register_header_secrets(headers: Mapping[str, str]) -> None:
+    """Register the values of credential headers (``Authorization``, ``api-key``, ``x-…-token``).
+
+    For ``Authorization: Bearer <token>`` the token alone is registered too, so an echo of
+    just the token is caught.
+    """
+    for name, value in headers.items():
+        if not isinstance(value, str) or not any(w in name.lower() for w in _SECRET_HEADER_WORDS):
+            continue
+        register_secret(value.strip())
+        scheme, _, token = value.strip().partition(" ")
+        if token and scheme.isalpha():
+            register_secret(token.strip())
+
+
 def redact(text: str) -> str:
     """``text`` with every registered secret and every credential-looking value replaced."""
     if not text:
@@ -77,9 +97,12 @@ def redact(text: str) -> str:
 
 
 def redact_value(value: Any) -> Any:
-    """A copy of a decoded JSON value (or a plain string) with every string redacted."""
+    """A copy of a decoded JSON value (or a plain string or bytes) with every string redacted."""
     if isinstance(value, str):
         return redact(value)
+    if isinstance(value, bytes | bytearray):
+        # latin-1 maps every byte to one character and back: nothing else in the body changes
+        return redact(bytes(value).decode("latin-1")).encode("latin-1")
     if isinstance(value, dict):
         return {key: redact_value(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from typing import Any
 
 from promptkit._errors import PackError
-from promptkit.cli._session import report_error
+from promptkit.cli._session import error_line, report_error
+from promptkit.cli._terminal import safe_json, safe_text
 
 __all__ = ["describe", "run_inspect"]
 
@@ -40,30 +41,47 @@ def describe(pack: Any) -> dict[str, Any]:
     }
 
 
+def _issues(exc: PackError) -> dict[str, Any]:
+    issues = getattr(exc, "issues", None)
+    if not issues:
+        return {}
+    return {"issues": [{"path": i.path, "message": i.message, "line": i.line,
+                        "column": i.column} for i in issues]}
+
+
+def _safe_print(text: str = "") -> None:
+    sys.stdout.write(safe_text(text) + "\n")
+
+
 def run_inspect(path: str, *, as_json: bool) -> int:
     from promptkit.pack.loading import load_pack
 
     try:
         pack = load_pack(path)
     except PackError as exc:
+        if as_json:  # a machine reading stdout gets an answer it can parse
+            print(safe_json({"error": {"type": type(exc).__name__,
+                                       "message": error_line(exc).partition(": ")[2],
+                                       **_issues(exc)}}, indent=2))
         return report_error(exc)
     info = describe(pack)
     if as_json:
-        print(json.dumps(info, indent=2, ensure_ascii=False))
+        print(safe_json(info, indent=2))
         return 0
-    print(f"{info['name']} ({info['id']} v{info['version']})")
+    out = _safe_print  # pack text is shown without terminal controls
+    out(f"{info['name']} ({info['id']} v{info['version']})")
     if info["provider"]:
-        print(f"  provider: {info['provider']['name'] or '-'} / {info['provider']['model'] or '-'}")
+        out(f"  provider: {info['provider']['name'] or '-'} / {info['provider']['model'] or '-'}")
     for name, prompt in info["prompts"].items():
-        print(f"\nprompt {name}" + (f" — {prompt['description']}" if prompt["description"] else ""))
+        out(f"\nprompt {name}" + (f" — {prompt['description']}" if prompt["description"] else ""))
         for var in prompt["variables"]:
             flag = "required" if var["required"] else f"default {var.get('default')!r}"
-            print(f"  var  {var['name']}: {var['type']} ({flag})")
+            out(f"  var  {var['name']}: {var['type']} ({flag})")
         for tool in prompt["tools"]:
-            print(f"  tool {tool}")
+            out(f"  tool {tool}")
         if prompt["parameters"]:
             params = ", ".join(f"{k}={v}" for k, v in prompt["parameters"].items())
-            print(f"  parameters: {params}")
+            out(f"  parameters: {params}")
     if info["fragments"]:
-        print(f"\nfragments: {', '.join(info['fragments'])}")
+        out(f"\nfragments: {', '.join(info['fragments'])}")
     return 0

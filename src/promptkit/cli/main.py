@@ -41,12 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = commands.add_parser("chat", help="interactive streaming chat with a prompt")
     _add_conversation_options(chat)
+    chat.add_argument("--on-conflict", choices=("raise", "reload"), default="raise",
+                      help="when another process adds to the same --session meanwhile: "
+                           "report it (raise) or answer again on the saved history (reload)")
 
     send = commands.add_parser("send", help="send one message and stream the answer")
     _add_conversation_options(send)
     send.add_argument("message", help="the user message ('-' reads it from standard input)")
     send.add_argument("--json", action="store_true",
                       help="print one JSON object per chunk instead of text")
+    send.add_argument("--raw", action="store_true",
+                      help="write the model's text as it is, terminal control sequences "
+                           "included (by default they are removed)")
 
     validate = commands.add_parser("validate", help="check pack files against the schema")
     validate.add_argument("packs", nargs="+", metavar="PACK")

@@ -1,14 +1,20 @@
-"""``promptkit send``: one message, the answer streamed to standard output (or as JSON lines)."""
+"""``promptkit send``: one message, the answer streamed to standard output (or as JSON lines).
+
+The text is made terminal-safe (``_terminal``: no escape sequences or control characters)
+unless ``--raw`` asks for the model's bytes as they are; ``--json`` escapes what a terminal
+could act on, keeping the data unchanged. Errors never show a key.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from promptkit._errors import APIStatusError, PromptKitError
-from promptkit.cli._session import open_from_args, report_error
+from promptkit._redact import redact
+from promptkit.cli._session import Opened, error_line, open_from_args, report_error
+from promptkit.cli._terminal import TerminalSanitizer, safe_json
 from promptkit.conversation.sync_driver import Stream
 from promptkit.engine.chunks import ChunkType, Response, StreamChunk
 
@@ -30,7 +36,8 @@ def response_to_json(response: Response) -> dict[str, Any]:
 
 
 def error_to_json(error: PromptKitError) -> dict[str, Any]:
-    data: dict[str, Any] = {"type": type(error).__name__, "message": str(error),
+    message = error_line(error).partition(": ")[2]
+    data: dict[str, Any] = {"type": type(error).__name__, "message": redact(message),
                             "retryable": bool(getattr(error, "retryable", False))}
     if isinstance(error, APIStatusError):
         data["status_code"] = error.status_code
@@ -55,32 +62,39 @@ def chunk_to_json(chunk: StreamChunk) -> dict[str, Any]:
 
 def run_send(args: argparse.Namespace) -> int:
     message = sys.stdin.read() if args.message == "-" else args.message
+    opened: Opened | None = None
     try:
-        conversation = open_from_args(args, notice=lambda text: print(text, end="",
-                                                                      file=sys.stderr))
-        stream = conversation.stream(message, timeout=args.timeout)
+        opened = open_from_args(args, notice=lambda text: print(text, end="",
+                                                                file=sys.stderr))
+        stream = opened.conversation.stream(message, timeout=args.timeout)
     except PromptKitError as exc:
+        if args.json:
+            print(safe_json({"type": "error", "error": error_to_json(exc)}), flush=True)
         return report_error(exc)
     try:
-        return _print_stream(stream, as_json=args.json)
+        status = _print_stream(stream, as_json=args.json, raw=args.raw)
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
+    if stream.response is not None:
+        opened.after_turn()
+    return status
 
 
-def _print_stream(stream: Stream, *, as_json: bool) -> int:
+def _print_stream(stream: Stream, *, as_json: bool, raw: bool = False) -> int:
     status = 0
+    safe = TerminalSanitizer()
     with stream:
         for chunk in stream:
             if as_json:
-                print(json.dumps(chunk_to_json(chunk), ensure_ascii=False), flush=True)
+                print(safe_json(chunk_to_json(chunk)), flush=True)
             elif chunk.type is ChunkType.TEXT:
-                sys.stdout.write(chunk.text)
+                sys.stdout.write(chunk.text if raw else safe.feed(chunk.text))
                 sys.stdout.flush()
             elif chunk.type is ChunkType.DONE:
-                sys.stdout.write("\n")
+                sys.stdout.write(safe.flush() + "\n")
             if chunk.type is ChunkType.ERROR and chunk.error is not None:
                 if not as_json:
-                    sys.stdout.write("\n")
+                    sys.stdout.write(safe.flush() + "\n")
                 status = report_error(chunk.error)
     return status

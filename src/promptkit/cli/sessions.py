@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptkit._errors import PromptKitError, StoreError
+from promptkit._redact import redact
+from promptkit.cli._terminal import safe_json, safe_text
 from promptkit.stores._protocol import (
     ConversationInfo,
     InvalidConversationIdError,
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from promptkit.pack.model import Pack
     from promptkit.stores.sqlite import SQLiteStore
 
-__all__ = ["DATA_DIR_ENV", "data_dir", "run_sessions", "session_opener", "sessions_path"]
+__all__ = ["DATA_DIR_ENV", "SessionOpener", "data_dir", "run_sessions", "sessions_path"]
 
 DATA_DIR_ENV = "PROMPTKIT_DATA_DIR"
 FILE_NAME = "sessions.db"
@@ -76,34 +78,44 @@ def check_name(name: str) -> str:
         ) from None
 
 
-def session_opener(name: str, notice: Callable[[str], None]
-                   ) -> Callable[..., Conversation]:
+class SessionOpener:
     """A replacement for ``promptkit.open`` that continues session ``name`` if it exists and
-    starts it otherwise; says which through ``notice``."""
-    check_name(name)
+    starts it otherwise. A resumed session is announced through ``notice`` at once; a new one
+    by :meth:`announce_if_saved`, called after each turn, once a turn has been saved."""
 
-    def open_session(pack: Pack, prompt: str, **options: Any) -> Conversation:
+    def __init__(self, name: str, notice: Callable[[str], None]) -> None:
+        self.name = check_name(name)
+        self.notice = notice
+        self._store: SQLiteStore | None = None
+
+    def __call__(self, pack: Pack, prompt: str, **options: Any) -> Conversation:
         from promptkit.conversation.opening import open as open_conversation
         from promptkit.conversation.resuming import resume
 
+        name = self.name
         store = open_sessions(create=True)
         assert store is not None
         stored = store.load(name)
         if stored is None:
             conversation = open_conversation(pack, prompt, store=store, conversation_id=name,
                                              **options)
-            notice(f"New session {name!r}, saved in {store.path}.\n")
+            self._store = store  # announced once its first turn is saved
             return conversation
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             conversation = resume(name, pack, prompt, store=store, **options)
         for warning in caught:
-            notice(f"{warning.message}\n")
+            self.notice(f"{warning.message}\n")
         turns = sum(1 for m in conversation.messages if m.role == "user")
-        notice(f"Resumed session {name!r} ({turns} earlier turn(s)).\n")
+        self.notice(f"Resumed session {name!r} ({turns} earlier turn(s)).\n")
         return conversation
 
-    return open_session
+    def announce_if_saved(self) -> None:
+        """Say "New session … saved" the first time the new session is in the store."""
+        store = self._store
+        if store is not None and store.load(self.name) is not None:
+            self._store = None
+            self.notice(f"New session {self.name!r}, saved in {store.path}.\n")
 
 
 # --- promptkit sessions ----------------------------------------------------------------------
@@ -115,7 +127,8 @@ def add_parser(commands: Any) -> None:
         "sessions", help="list, show or delete the chats saved with --session",
         description=f"Chats saved with --session live in {FILE_NAME} in the user data "
                     f"directory (or ${DATA_DIR_ENV}).")
-    actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    # with no action, `promptkit sessions` lists
+    actions = sessions.add_subparsers(dest="action", required=False, metavar="ACTION")
     listing = actions.add_parser("list", help="the saved sessions, most recent first")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     show = actions.add_parser("show", help="a session's details and transcript")
@@ -127,14 +140,15 @@ def add_parser(commands: Any) -> None:
 
 def run_sessions(args: argparse.Namespace) -> int:
     try:
-        if args.action == "list":
-            return _list(as_json=args.json)
+        if args.action in (None, "list"):
+            return _list(as_json=getattr(args, "json", False))
         name = check_name(args.name)
         if args.action == "show":
             return _show(name, as_json=args.json)
         return _delete(name)
     except PromptKitError as exc:
-        print(f"promptkit: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"promptkit: {safe_text(redact(f'{type(exc).__name__}: {exc}'))}",
+              file=sys.stderr)
         return 1
 
 
@@ -155,7 +169,7 @@ def _list(*, as_json: bool) -> int:
     if store is not None:
         store.close()
     if as_json:
-        print(json.dumps([_info_json(i) for i in infos], ensure_ascii=False, indent=2))
+        print(safe_json([_info_json(i) for i in infos], indent=2))
         return 0
     if not infos:
         print(f"No sessions yet; `promptkit chat PACK PROMPT --session NAME` starts one "
@@ -184,30 +198,30 @@ def _show(name: str, *, as_json: bool) -> int:
     messages = visible(stored.messages)
     meta = stored.metadata
     if as_json:
-        print(json.dumps({"name": name, "version": stored.version, **meta.to_dict(),
-                          "messages": [m.to_dict() for m in messages]},
-                         ensure_ascii=False, indent=2))
+        print(safe_json({"name": name, "version": stored.version, **meta.to_dict(),
+                         "messages": [m.to_dict() for m in messages]}, indent=2))
         return 0
-    print(f"session   {name}")
-    print(f"pack      {meta.pack_id or '-'} {meta.pack_version}".rstrip())
-    print(f"prompt    {meta.prompt or '-'}")
+    out = _safe_print  # the transcript is model output: no terminal controls
+    out(f"session   {name}")
+    out(f"pack      {meta.pack_id or '-'} {meta.pack_version}".rstrip())
+    out(f"prompt    {meta.prompt or '-'}")
     if meta.variables:
-        print("variables " + ", ".join(f"{k}={v}" for k, v in sorted(meta.variables.items())))
-    print(f"created   {_when(meta.created_at)}")
-    print(f"updated   {_when(meta.updated_at)}")
-    print()
+        out("variables " + ", ".join(f"{k}={v}" for k, v in sorted(meta.variables.items())))
+    out(f"created   {_when(meta.created_at)}")
+    out(f"updated   {_when(meta.updated_at)}")
+    out()
     for message in messages:
         if message.role == "user":
-            print(f"you› {message.text}")
+            out(f"you› {message.text}")
         elif message.role == "assistant":
             if message.text:
-                print(f"ai›  {message.text}")
+                out(f"ai›  {message.text}")
             for call in message.tool_calls:
-                print(f"  → {call.name}({call.raw_arguments or json.dumps(call.arguments)})")
+                out(f"  → {call.name}({call.raw_arguments or json.dumps(call.arguments)})")
         elif message.role == "tool" and message.tool_result is not None:
             result = message.tool_result
             mark = "✗" if result.is_error else "←"
-            print(f"  {mark} {result.content[:200]}")
+            out(f"  {mark} {result.content[:200]}")
     return 0
 
 
@@ -223,6 +237,10 @@ def _delete(name: str) -> int:
             store.close()
     print(f"Deleted session {name!r}.")
     return 0
+
+
+def _safe_print(text: str = "") -> None:
+    sys.stdout.write(safe_text(text) + "\n")
 
 
 def _info_json(info: ConversationInfo) -> dict[str, Any]:

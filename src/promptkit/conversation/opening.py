@@ -49,7 +49,7 @@ def _conversation_kwargs(
     binding = resolve_provider(
         provider=provider, model=model, api_key=api_key, base_url=base_url,
         pack_provider=hint.name if hint else None, pack_model=hint.model if hint else None,
-        mock_responses=mock_responses, api=api,
+        mock_responses=mock_responses, api=api, defer_unconfigured=True,
     )
     values = VariableSet(spec.variables, dict(variables or {}))
     if conversation_id is not None:

@@ -41,8 +41,9 @@ class Response:
     """The outcome of one completed turn.
 
     ``text`` is the final answer, ``tool_calls`` every tool call of the turn (all rounds),
-    ``usage`` and ``cost`` (USD, ``None`` when the model's price is unknown) are summed over
-    the turn's rounds, never over the whole history. A turn that stopped for approvals or
+    ``usage`` and ``cost`` (USD, ``None`` when the model's price is unknown or the provider
+    reported no usage: all counts zero) are summed over the turn's rounds, never over the
+    whole history. A turn that stopped for approvals or
     client tools lists them in ``pending_tools``. ``duration`` and ``time_to_first_token``
     are in seconds. ``messages`` are the messages the turn added to the history.
     """

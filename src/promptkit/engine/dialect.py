@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from promptkit._errors import APIStatusError
+from promptkit._redact import register_header_secrets, register_secret
 from promptkit.engine.chunks import StreamChunk
 from promptkit.engine.messages import Message, Usage
 
@@ -81,6 +82,12 @@ class Endpoint:
     base_url: str
     api_key: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Every key the SDK sends is known to the redactor, whichever dialect sends it: a
+        # server that echoes it in an error body must not get it into an error or a log.
+        register_secret(self.api_key)
+        register_header_secrets(self.headers)
 
     def __repr__(self) -> str:  # never show the key
         key = "set" if self.api_key else "none"

@@ -11,15 +11,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from promptkit._errors import ProviderNotConfiguredError
+from promptkit._errors import ProviderConfigError, ProviderNotConfiguredError
 from promptkit.engine.dialect import Dialect, Endpoint
 from promptkit.providers.binding import Binding
 
 if TYPE_CHECKING:
     from promptkit.transport._base import AsyncTransport, SyncTransport
 
-__all__ = ["PRESETS", "Binding", "Preset", "infer_provider", "resolve_provider"]
+__all__ = ["PRESETS", "Binding", "Preset", "check_base_url", "infer_provider",
+           "nothing_configured", "resolve_provider"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +82,18 @@ ENV_ORDER: tuple[tuple[str, str], ...] = (
 )
 
 
+NOT_CONFIGURED = (
+    "no LLM provider is configured: set one of OPENAI_API_KEY, ANTHROPIC_API_KEY, "
+    "GEMINI_API_KEY (or GOOGLE_API_KEY) or OLLAMA_HOST, or pass provider=... or the "
+    "base_url= of an OpenAI-compatible server (provider='mock' runs offline)")
+
+
+def nothing_configured(environ: Mapping[str, str]) -> bool:
+    """Whether the environment names no provider at all (``PROMPTKIT_PROVIDER``, a key ...)."""
+    names = ("PROMPTKIT_PROVIDER", *(variable for variable, _ in ENV_ORDER))
+    return not any(environ.get(name, "").strip() for name in names)
+
+
 def infer_provider(model: str) -> str | None:
     """The provider a model name implies (``claude*`` → anthropic, ``name:tag`` → ollama ...)."""
     name = model.lower()
@@ -133,10 +147,13 @@ def choose_provider_name(
     for variable, name in ENV_ORDER:
         if environ.get(variable, "").strip():
             return name
-    raise ProviderNotConfiguredError(
-        "no LLM provider is configured: set one of OPENAI_API_KEY, ANTHROPIC_API_KEY, "
-        "GEMINI_API_KEY (or GOOGLE_API_KEY) or OLLAMA_HOST, or pass provider=... or the "
-        "base_url= of an OpenAI-compatible server (provider='mock' runs offline)")
+    for candidate_model in (model, pack_model):
+        if candidate_model:
+            raise ProviderNotConfiguredError(
+                f"no provider is known for model {candidate_model!r}: pass provider=... (or "
+                "--provider), or set one of OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY "
+                "or OLLAMA_HOST")
+    raise ProviderNotConfiguredError(NOT_CONFIGURED)
 
 
 def resolve_provider(
@@ -150,11 +167,17 @@ def resolve_provider(
     mock_responses: object = None,
     api: str | None = None,
     environ: Mapping[str, str] | None = None,
+    defer_unconfigured: bool = False,
 ) -> Binding:
     """Resolve the provider, model, endpoint and transports for a conversation.
 
     ``api="responses"`` selects OpenAI's Responses API instead of Chat Completions (for the
-    ``openai`` and ``azure`` presets).
+    ``openai`` and ``azure`` presets). Configuration problems raise
+    :class:`ProviderNotConfiguredError` (a missing key names its variable) or its subclass
+    :class:`ProviderConfigError` (a malformed base URL, an unknown provider or ``api``). With
+    ``defer_unconfigured`` and nothing asked for at all (no argument, no pack provider block,
+    nothing in the environment), the binding is returned anyway and its first request raises
+    :class:`ProviderNotConfiguredError`: a conversation can be opened and rendered offline.
 
     With an explicit ``base_url`` nothing is read from the environment, so the binding (which
     is immutable, its dialect stateless) is remembered for the same arguments: opening a
@@ -166,6 +189,14 @@ def resolve_provider(
         cached = _BINDINGS.get(key)
         if cached is not None:
             return cached
+    env = os.environ if environ is None else environ
+    asked = (provider, model, api_key, base_url, pack_provider, pack_model, mock_responses, api)
+    if defer_unconfigured and not any(asked) and nothing_configured(env):
+        from promptkit.providers.unconfigured import UnconfiguredDialect
+
+        return Binding(provider="", model="", dialect=UnconfiguredDialect(NOT_CONFIGURED),
+                       sync_transport=shared_sync_transport,
+                       async_transport=shared_async_transport)
     binding = _resolve(provider=provider, model=model, api_key=api_key, base_url=base_url,
                        pack_provider=pack_provider, pack_model=pack_model,
                        mock_responses=mock_responses, api=api, environ=environ)
@@ -196,7 +227,7 @@ def _resolve(
                                 base_url=base_url)
     preset = PRESETS.get(name)
     if preset is None:
-        raise ProviderNotConfiguredError(
+        raise ProviderConfigError(
             f"unknown provider {name!r}; known providers: {', '.join(sorted(PRESETS))}")
     chosen_model = model or (pack_model if _pack_model_applies(name, provider, pack_provider,
                                                                pack_model) else None)
@@ -214,6 +245,7 @@ def _resolve(
     # in the environment too; an explicit base_url= gets a key only through api_key=.
     key = api_key or (_env(preset.key_env, env) if base_url is None else None)
     url = base_url or _env(preset.base_url_env, env)
+    url_source = "base_url=" if base_url else " or ".join(preset.base_url_env)
     if key is None and preset.key_required and url is None:
         wanted = " or ".join(preset.key_env)
         raise ProviderNotConfiguredError(
@@ -225,6 +257,13 @@ def _resolve(
             f"provider {name!r} needs an endpoint: set {wanted} or pass base_url=...")
     if preset.base_url_suffix and not root.endswith(preset.base_url_suffix):
         root = _with_scheme(root) + preset.base_url_suffix
+    if url is not None:
+        if preset.dialect == "ollama":  # OLLAMA_HOST may be "host:port" without a scheme
+            from promptkit.providers.ollama import ollama_base_url
+
+            check_base_url(ollama_base_url(root), name, url_source)
+        else:
+            check_base_url(root, name, url_source)
     if preset.auth == "bearer" or key is None:
         endpoint = Endpoint(base_url=root, api_key=key)
     else:
@@ -237,10 +276,10 @@ def _resolve(
 def make_dialect(kind: str, endpoint: Endpoint, name: str, api: str | None) -> Dialect:
     """The dialect object for a preset (its module is imported only now)."""
     if api not in (None, "chat", "responses"):
-        raise ProviderNotConfiguredError(f"api must be 'chat' or 'responses', not {api!r}")
+        raise ProviderConfigError(f"api must be 'chat' or 'responses', not {api!r}")
     if api == "responses":
         if kind != "openai_chat":
-            raise ProviderNotConfiguredError(
+            raise ProviderConfigError(
                 f"api='responses' is an OpenAI API; provider {name!r} does not offer it")
         from promptkit.providers.openai_responses import OpenAIResponsesDialect
 
@@ -269,6 +308,35 @@ def _pack_model_applies(name: str, provider: str | None, pack_provider: str | No
         return bool(pack_model)
     implied = (pack_provider or infer_provider(pack_model) or name).lower()
     return implied == name
+
+
+def check_base_url(url: str, provider: str, source: str = "base_url=") -> None:
+    """Raise :class:`ProviderConfigError` unless ``url`` is a usable ``http(s)://host`` URL.
+
+    Found at ``open()``, not as a retried connection error at the first send.
+    """
+    problem = ""
+    try:
+        parts = urlsplit(url)
+        if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+            problem = "contains spaces or control characters"
+        elif parts.scheme.lower() not in ("http", "https"):
+            problem = "needs an http:// or https:// scheme"
+        elif not parts.hostname:
+            problem = "has no host name"
+        else:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        problem = f"cannot be parsed ({exc})"
+    if problem:
+        shown = url
+        if "@" in url:  # never show user:password@
+            userinfo, _, rest = url.rpartition("@")
+            scheme = userinfo.partition("://")[0] + "://" if "://" in userinfo else ""
+            shown = f"{scheme}***@{rest}"
+        raise ProviderConfigError(
+            f"the base URL {shown!r} (from {source}) for provider {provider!r} {problem}; "
+            "expected e.g. 'http://localhost:8000/v1'")
 
 
 def _with_scheme(url: str) -> str:

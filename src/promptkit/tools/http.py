@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
 
 from promptkit._errors import ToolError
+from promptkit._redact import register_header_secrets, register_secret
 from promptkit.engine.tool_round import ToolContext
 
 if TYPE_CHECKING:  # imported when first used: they cost import time
@@ -391,6 +392,9 @@ class HTTPTool:
             merged[name.lower()] = (name, from_env)
             secrets.append(from_env)
         secrets += [s.partition(" ")[2] for s in secrets]  # the token of "Bearer <token>"
+        for secret in secrets:  # and out of every error and log, not only this tool's
+            register_secret(secret)
+        register_header_secrets(self._headers)  # x-…-token, …-key: credential-named headers
         return dict(merged.values()), tuple(s for s in secrets if len(s) > 3)
 
     def _resolve(self, target: _Target) -> list[IPAddress]:
