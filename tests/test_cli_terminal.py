@@ -252,7 +252,7 @@ def _conflicting_load(monkeypatch: pytest.MonkeyPatch, trigger: str) -> None:
     from promptkit.engine.messages import Message
     from promptkit.stores.sqlite import SQLiteStore
 
-    original = SQLiteStore.load
+    original = SQLiteStore.head
     state = {"armed": False}
 
     class Lines(io.StringIO):
@@ -261,18 +261,20 @@ def _conflicting_load(monkeypatch: pytest.MonkeyPatch, trigger: str) -> None:
             state["armed"] = state["armed"] or line.strip() == trigger
             return line
 
-    def load(self: SQLiteStore, conversation_id: str) -> Any:
-        stored = original(self, conversation_id)
-        if state["armed"] and stored is not None:
+    def head(self: SQLiteStore, conversation_id: str) -> Any:
+        # another writer appends right after this turn read the store's head: the turn's
+        # commit then finds the version moved
+        found = original(self, conversation_id)
+        if state["armed"] and found[0]:
             state["armed"] = False
             other = SQLiteStore(self.path)
             other.append(conversation_id, [Message(role="user", text="from elsewhere"),
                                            Message(role="assistant", text="noted")],
-                         stored.version)
+                         found[0])
             other.close()
-        return stored
+        return found
 
-    monkeypatch.setattr(SQLiteStore, "load", load)
+    monkeypatch.setattr(SQLiteStore, "head", head)
     monkeypatch.setattr(sys, "stdin", Lines(f"first\n{trigger}\n/exit\n"))
 
 

@@ -30,7 +30,7 @@ class UnconfiguredDialect:
     def build_request(self, request: ModelRequest) -> HTTPRequest:
         self._refuse()
 
-    def decoder(self) -> RoundDecoder:
+    def decoder(self, content_type: str | None = None) -> RoundDecoder:
         self._refuse()
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:
