@@ -347,3 +347,17 @@ class ConversationNotFoundError(StoreError, KeyError):
 
     def __str__(self) -> str:
         return f"conversation {self.conversation_id!r} not found"
+
+
+def present_as_promptkit(*classes: type) -> None:
+    """Report public classes as ``promptkit.X`` (tracebacks show ``promptkit.RateLimitError``).
+
+    Pickle finds a class by ``__module__`` and name, so each must be exported from
+    ``promptkit`` (tests/test_api.py checks both)."""
+    for cls in classes:
+        cls.__module__ = "promptkit"
+
+
+present_as_promptkit(*(value for value in map(globals().get, __all__)
+                       if isinstance(value, type) and issubclass(value, BaseException)))
+

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from promptkit._errors import PromptKitError
+from promptkit._errors import PromptKitError, present_as_promptkit
 
 __all__ = ["OutputSpec", "ResponseParseError", "output_spec", "schema_of_type"]
 
@@ -47,6 +47,9 @@ class ResponseParseError(PromptKitError, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_parse_error, (str(self), self.raw_text, self.output_type))
+
+
+present_as_promptkit(ResponseParseError)
 
 
 def _rebuild_parse_error(message: str, raw_text: str, output_type: str) -> ResponseParseError:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from promptkit._errors import PromptKitError
+from promptkit._errors import PromptKitError, present_as_promptkit
 
 __all__ = ["NO_OPTIONS", "SAMPLING_NAMES", "CallOptions", "InvalidParameterError", "call_options"]
 
@@ -33,6 +33,9 @@ _RESERVED_BODY_KEYS = frozenset(("stream",))
 
 class InvalidParameterError(PromptKitError, ValueError):
     """A sampling option or ``extra_headers``/``extra_body`` value that cannot be sent."""
+
+
+present_as_promptkit(InvalidParameterError)
 
 
 @dataclass(frozen=True, slots=True)

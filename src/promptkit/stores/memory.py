@@ -117,6 +117,10 @@ class MemoryStore:
                     self._expiry.pop(evicted, None)
             return version + 1
 
+    def check_writable(self, conversation_id: str) -> None:
+        """Memory can always take a turn (the protocol's optional preflight)."""
+        check_conversation_id(conversation_id)
+
     def fork(self, source_id: str, target_id: str) -> None:
         check_conversation_id(source_id)
         check_conversation_id(target_id)

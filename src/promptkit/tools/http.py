@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
 
-from promptkit._errors import ToolError
+from promptkit._errors import ToolError, present_as_promptkit
 from promptkit.engine.tool_round import ToolContext
 
 if TYPE_CHECKING:  # imported when first used: they cost import time
@@ -67,6 +67,9 @@ class HTTPToolRefusedError(HTTPToolError, ValueError):
 
 class HTTPToolTimeoutError(HTTPToolError, TimeoutError):
     """The call did not finish within its timeout (or the turn's deadline)."""
+
+
+present_as_promptkit(HTTPToolError, HTTPToolRefusedError, HTTPToolTimeoutError)
 
 
 def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
