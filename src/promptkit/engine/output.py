@@ -151,9 +151,18 @@ class _SchemaBuilder:
             required = [f.name for f in fields if f.default is dataclasses.MISSING
                         and f.default_factory is dataclasses.MISSING]
         elif _is_typeddict(kind):
-            hints = typing.get_type_hints(kind)
-            properties = {key: self.schema(hint) for key, hint in hints.items()}
-            required = [key for key in hints if key in kind.__required_keys__]
+            # with extras: under ``from __future__ import annotations`` a NotRequired[...]
+            # key still shows in __required_keys__, so the annotation itself decides
+            hints = typing.get_type_hints(kind, include_extras=True)
+            properties, required = {}, []
+            for key, annotation in hints.items():
+                marker = typing.get_origin(annotation)
+                hint = (typing.get_args(annotation)[0]
+                        if marker in (typing.Required, typing.NotRequired) else annotation)
+                if marker is typing.Required or (
+                        marker is not typing.NotRequired and key in kind.__required_keys__):
+                    required.append(key)
+                properties[key] = self.schema(hint)
         else:  # pragma: no cover - callers check
             raise TypeError(kind)
         schema: dict[str, Any] = {"title": kind.__name__, "type": "object",
