@@ -89,6 +89,19 @@ __all__ = [
 class PromptKitError(Exception):
     """Base class of every promptkit error."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as class, message arguments and attributes, rebuilt without calling the
+        # subclass's __init__ (whose keyword arguments the default protocol would lose).
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[PromptKitError], args: tuple[Any, ...],
+             state: dict[str, Any]) -> PromptKitError:
+    error = cls.__new__(cls, *args)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 # --- packs -----------------------------------------------------------------------------------
 

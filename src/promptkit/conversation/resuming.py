@@ -44,9 +44,6 @@ class PackMismatchError(StoreError):
         super().__init__(f"conversation {conversation_id!r} belongs to pack {stored_pack!r}, "
                          f"not {given_pack!r}; resume it with that pack")
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.conversation_id, self.stored_pack, self.given_pack))
-
 
 present_as_promptkit(PackVersionWarning, PackMismatchError)
 

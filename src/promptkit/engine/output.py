@@ -45,15 +45,8 @@ class ResponseParseError(PromptKitError, ValueError):
         self.raw_text = raw_text
         self.output_type = output_type
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_parse_error, (str(self), self.raw_text, self.output_type))
-
 
 present_as_promptkit(ResponseParseError)
-
-
-def _rebuild_parse_error(message: str, raw_text: str, output_type: str) -> ResponseParseError:
-    return ResponseParseError(message, raw_text=raw_text, output_type=output_type)
 
 
 @dataclass(frozen=True, slots=True)
