@@ -9,6 +9,10 @@ import sys
 import promptkit
 from promptkit import AsyncConversation, AsyncStream, Conversation, Stream
 
+from support import PACKS
+
+PACK = PACKS / "hello.pack.json"
+
 
 def test_all_is_sorted_and_complete() -> None:
     assert promptkit.__all__ == sorted(promptkit.__all__)
@@ -83,3 +87,47 @@ def test_import_is_cheap_and_lazy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_every_public_error_reports_module_promptkit_and_pickles() -> None:
+    import pickle
+
+    errors = [getattr(promptkit, n) for n in promptkit.__all__
+              if isinstance(getattr(promptkit, n), type)
+              and issubclass(getattr(promptkit, n), BaseException)]
+    assert len(errors) > 40
+    for cls in errors:
+        assert cls.__module__ == "promptkit", cls
+        assert pickle.loads(pickle.dumps(cls)) is cls
+    # instances round-trip too, the subclasses with their own arguments included
+    samples = [promptkit.RateLimitError("slow down", status_code=429, provider="openai"),
+               promptkit.ConflictError("moved on"), promptkit.InvalidConversationIdError("bad"),
+               promptkit.MissingVariableError(["user_name"], "chat"),
+               promptkit.PackMismatchError("ada", "pack-a", "pack-b"),
+               promptkit.ResponseParseError("no", raw_text="raw", output_type="T"),
+               promptkit.InvalidParameterError("temperature")]
+    for error in samples:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+
+
+def test_errors_a_user_can_meet_are_exported() -> None:
+    from promptkit.stores import ConflictError, InvalidConversationIdError
+
+    assert promptkit.ConflictError is ConflictError
+    assert promptkit.InvalidConversationIdError is InvalidConversationIdError
+    for name in ("ConversationExistsError", "InvalidParameterError", "ResponseParseError",
+                 "PendingToolError", "PackMismatchError"):
+        assert issubclass(getattr(promptkit, name), promptkit.PromptKitError), name
+    try:
+        promptkit.open(PACK, "chat", provider="mock", conversation_id="no spaces allowed")
+    except promptkit.InvalidConversationIdError as exc:
+        assert "promptkit.InvalidConversationIdError" in _traceback_text(exc)
+    else:  # pragma: no cover
+        raise AssertionError("expected InvalidConversationIdError")
+
+
+def _traceback_text(exc: BaseException) -> str:
+    import traceback
+
+    return "".join(traceback.format_exception(exc))

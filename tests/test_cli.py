@@ -90,6 +90,9 @@ def test_send_json_prints_one_object_per_chunk() -> None:
     assert [line["type"] for line in lines][-1] == "done"
     assert "".join(line.get("text", "") for line in lines) == lines[-1]["response"]["text"]
     assert lines[-1]["response"]["usage"]["output_tokens"] > 0
+    # the done line is Response.to_dict()
+    assert set(lines[-1]["response"]) >= {"text", "usage", "tool_calls", "tool_results",
+                                          "pending_tools", "model", "provider"}
     assert done.stderr == ""
 
 

@@ -254,6 +254,7 @@ def test_runaway_tool_loop_stops_with_tool_loop_limit(driver: Driver) -> None:
 def test_second_turn_while_streaming_is_refused(driver: Driver) -> None:
     conv = open_mock(driver, script={"defaultResponse": "a b c"})
     first = conv.stream("one")
+    driver.run(first.__aenter__ if driver.is_async else first.__enter__)  # the turn starts
     with pytest.raises(promptkit.ConversationBusyError):
         conv.stream("two")
     driver.run(first.close)

@@ -67,11 +67,18 @@ if TYPE_CHECKING:
     from promptkit.engine.chunks import ChunkType, Response, StreamChunk
     from promptkit.engine.held import PendingToolCall, PendingToolError
     from promptkit.engine.messages import Message, ToolCall, ToolResult, Usage
+    from promptkit.engine.output import ResponseParseError
     from promptkit.engine.pricing import set_price
+    from promptkit.engine.sampling import InvalidParameterError
     from promptkit.engine.timeouts import Timeouts
     from promptkit.engine.tool_round import ToolContext
     from promptkit.pack.loading import load_pack
     from promptkit.pack.model import Pack, PromptSpec, ToolPolicy, ToolSpec, VariableSpec
+    from promptkit.stores._protocol import (
+        ConflictError,
+        ConversationExistsError,
+        InvalidConversationIdError,
+    )
     from promptkit.tools.http import (
         HTTPTool,
         HTTPToolError,
@@ -97,11 +104,13 @@ _LAZY: dict[str, str] = {
     "AuthenticationError": "._errors",
     "BadRequestError": "._errors",
     "ChunkType": ".engine.chunks",
+    "ConflictError": ".stores._protocol",
     "ConnectTimeout": "._errors",
     "ContextLengthError": "._errors",
     "Conversation": ".conversation.sync_driver",
     "ConversationBusyError": "._errors",
     "ConversationClosedError": "._errors",
+    "ConversationExistsError": ".stores._protocol",
     "ConversationNotFoundError": "._errors",
     "FirstTokenTimeout": "._errors",
     "HTTPTool": ".tools.http",
@@ -109,6 +118,8 @@ _LAZY: dict[str, str] = {
     "HTTPToolRefusedError": ".tools.http",
     "HTTPToolTimeoutError": ".tools.http",
     "IdleTimeout": "._errors",
+    "InvalidConversationIdError": ".stores._protocol",
+    "InvalidParameterError": ".engine.sampling",
     "InvalidVariableError": "._errors",
     "MCPError": ".tools.mcp",
     "MCPServer": ".tools.mcp",
@@ -120,13 +131,13 @@ _LAZY: dict[str, str] = {
     "NotFoundError": "._errors",
     "OverloadedError": "._errors",
     "Pack": ".pack.model",
+    "PackError": "._errors",
     "PackMismatchError": ".conversation.resuming",
+    "PackNotFoundError": "._errors",
+    "PackValidationError": "._errors",
     "PackVersionWarning": ".conversation.resuming",
     "PendingToolCall": ".engine.held",
     "PendingToolError": ".engine.held",
-    "PackError": "._errors",
-    "PackNotFoundError": "._errors",
-    "PackValidationError": "._errors",
     "PermissionDeniedError": "._errors",
     "PromptKitError": "._errors",
     "PromptNotFoundError": "._errors",
@@ -136,6 +147,7 @@ _LAZY: dict[str, str] = {
     "ProviderNotConfiguredError": "._errors",
     "RateLimitError": "._errors",
     "Response": ".engine.chunks",
+    "ResponseParseError": ".engine.output",
     "ServerError": "._errors",
     "StoreError": "._errors",
     "Stream": ".conversation.sync_driver",
@@ -158,10 +170,10 @@ _LAZY: dict[str, str] = {
     "VariableError": "._errors",
     "VariableSpec": ".pack.model",
     "load_pack": ".pack.loading",
-    "resume": ".conversation.resuming",
-    "resume_async": ".conversation.resuming",
     "open": ".conversation.opening",
     "open_async": ".conversation.opening",
+    "resume": ".conversation.resuming",
+    "resume_async": ".conversation.resuming",
     "set_price": ".engine.pricing",
 }
 
@@ -173,11 +185,13 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ChunkType",
+    "ConflictError",
     "ConnectTimeout",
     "ContextLengthError",
     "Conversation",
     "ConversationBusyError",
     "ConversationClosedError",
+    "ConversationExistsError",
     "ConversationNotFoundError",
     "FirstTokenTimeout",
     "HTTPTool",
@@ -185,6 +199,8 @@ __all__ = [
     "HTTPToolRefusedError",
     "HTTPToolTimeoutError",
     "IdleTimeout",
+    "InvalidConversationIdError",
+    "InvalidParameterError",
     "InvalidVariableError",
     "MCPError",
     "MCPServer",
@@ -212,6 +228,7 @@ __all__ = [
     "ProviderNotConfiguredError",
     "RateLimitError",
     "Response",
+    "ResponseParseError",
     "ServerError",
     "StoreError",
     "Stream",

@@ -93,6 +93,19 @@ __all__ = [
 class PromptKitError(Exception):
     """Base class of every promptkit error."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as class, message arguments and attributes, rebuilt without calling the
+        # subclass's __init__ (whose keyword arguments the default protocol would lose).
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[PromptKitError], args: tuple[Any, ...],
+             state: dict[str, Any]) -> PromptKitError:
+    error = cls.__new__(cls, *args)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 # --- packs -----------------------------------------------------------------------------------
 
@@ -375,3 +388,17 @@ class ConversationNotFoundError(StoreError, KeyError):
 
     def __str__(self) -> str:
         return f"conversation {self.conversation_id!r} not found"
+
+
+def present_as_promptkit(*classes: type) -> None:
+    """Report public classes as ``promptkit.X`` (tracebacks show ``promptkit.RateLimitError``).
+
+    Pickle finds a class by ``__module__`` and name, so each must be exported from
+    ``promptkit`` (tests/test_api.py checks both)."""
+    for cls in classes:
+        cls.__module__ = "promptkit"
+
+
+present_as_promptkit(*(value for value in map(globals().get, __all__)
+                       if isinstance(value, type) and issubclass(value, BaseException)))
+

@@ -16,23 +16,9 @@ from promptkit._redact import redact
 from promptkit.cli._session import Opened, error_line, open_from_args, report_error
 from promptkit.cli._terminal import TerminalSanitizer, safe_json
 from promptkit.conversation.sync_driver import Stream
-from promptkit.engine.chunks import ChunkType, Response, StreamChunk
+from promptkit.engine.chunks import ChunkType, StreamChunk
 
 __all__ = ["chunk_to_json", "run_send"]
-
-
-def response_to_json(response: Response) -> dict[str, Any]:
-    return {
-        "text": response.text,
-        "finish_reason": response.finish_reason,
-        "usage": response.usage.to_dict(),
-        "cost": response.cost,
-        "model": response.model,
-        "provider": response.provider,
-        "duration": round(response.duration, 6),
-        "time_to_first_token": response.time_to_first_token,
-        "tool_calls": [call.to_dict() for call in response.tool_calls],
-    }
 
 
 def error_to_json(error: PromptKitError) -> dict[str, Any]:
@@ -54,7 +40,7 @@ def chunk_to_json(chunk: StreamChunk) -> dict[str, Any]:
     elif chunk.tool_result is not None:
         data["tool_result"] = chunk.tool_result.to_dict()
     elif chunk.response is not None:
-        data["response"] = response_to_json(chunk.response)
+        data["response"] = chunk.response.to_dict()
     elif chunk.error is not None:
         data["error"] = error_to_json(chunk.error)
     return data

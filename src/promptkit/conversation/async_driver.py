@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from promptkit._errors import APIConnectionError, PromptKitError, ProviderError, TurnTimeout
-from promptkit.conversation.core import ConversationCore
+from promptkit.conversation.core import ConversationCore, TurnOptions
 from promptkit.conversation.kept import TurnHistory
 from promptkit.conversation.stream import StreamFacade, TurnRun, connection_error
 from promptkit.engine.chunks import Response, StreamChunk
@@ -107,14 +107,18 @@ class AsyncStream(StreamFacade):
     def __init__(self, conversation: AsyncConversation, plan: TurnPlan) -> None:
         turn = _AsyncTurn(conversation, plan)
         self._attach(turn, turn.run())
+        # An abandoned async generator is closed later, in a task the event loop schedules;
+        # watching the stream itself releases the conversation the moment it is dropped.
+        turn.watch(self)
 
-    def __aiter__(self) -> AsyncIterator[StreamChunk]:
-        return self._chunks  # type: ignore[no-any-return]
+    def __aiter__(self) -> AsyncStream:
+        return self  # the stream, not its generator: iterating keeps the stream alive
 
-    async def __anext__(self) -> StreamChunk:
-        return await self._chunks.__anext__()  # type: ignore[no-any-return]
+    def __anext__(self) -> Awaitable[StreamChunk]:
+        return self._chunks.__anext__()  # type: ignore[no-any-return]
 
     async def __aenter__(self) -> AsyncStream:
+        self._turn.start()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -123,6 +127,7 @@ class AsyncStream(StreamFacade):
 
     async def aclose(self) -> None:
         """Stop the turn now (if still running) and release its connection. Idempotent."""
+        self._turn.closing()
         await self._chunks.aclose()
         self._turn.release()
 
@@ -149,9 +154,11 @@ class _AsyncTurn(TurnRun):
 
     async def run(self) -> AsyncGenerator[StreamChunk, None]:
         conversation = self.conversation
+        self.start()  # busy or closed since stream() was called: raised from the iteration
         engine = None
         try:
             self.prepare(await conversation._turn_history())
+            await conversation._check_writable()
             engine = self.engine()
             action: Any = next(engine)
             while True:
@@ -348,17 +355,19 @@ class AsyncConversation(ConversationCore):
 
     async def send(self, message: str | Message, *, timeout: float | None = None,
                    images: Iterable[MediaSource] | None = None,
-                   documents: Iterable[MediaSource] | None = None) -> Response:
+                   documents: Iterable[MediaSource] | None = None,
+                   **options: Unpack[TurnOptions]) -> Response:
         """Run one turn and return its Response; raises the turn's error if it fails.
 
-        With ``on_conflict="reload"`` a turn that lost a race with another writer of the same
+        ``options`` are the per-call options of :meth:`Conversation.send`. With
+        ``on_conflict="reload"`` a turn that lost a race with another writer of the same
         conversation (ConflictError) is run again on the reloaded history.
         """
         attempts = _CONFLICT_ATTEMPTS if self._on_conflict == "reload" else 1
         for attempt in range(attempts):
             try:
                 return await self.stream(message, timeout=timeout, images=images,
-                                   documents=documents).until_done()
+                                         documents=documents, **options).until_done()
             except ConflictError:
                 if attempt + 1 == attempts:
                     raise
@@ -366,20 +375,18 @@ class AsyncConversation(ConversationCore):
 
     def stream(self, message: str | Message, *, timeout: float | None = None,
                images: Iterable[MediaSource] | None = None,
-               documents: Iterable[MediaSource] | None = None) -> AsyncStream:
-        """Start one turn and return its :class:`AsyncStream` of chunks.
+               documents: Iterable[MediaSource] | None = None,
+               **options: Unpack[TurnOptions]) -> AsyncStream:
+        """Prepare one turn and return its :class:`AsyncStream` of chunks; the turn starts
+        when the stream is first iterated (or entered with ``async with``).
 
         Problems found before any network call (closed or busy conversation, missing or invalid
-        variables, unreadable media) raise here; failures during the turn arrive as an ERROR
-        chunk. ``images`` and ``documents`` attach files, URLs or bytes to the message.
+        variables or options, unreadable media) raise here; failures during the turn arrive as
+        an ERROR chunk. ``images`` and ``documents`` attach files, URLs or bytes to the
+        message; ``options`` are :meth:`send`'s.
         """
-        self._begin_turn()
-        try:
-            plan = self._plan_turn(message, timeout, images, documents)
-        except BaseException:
-            self._end_turn()
-            raise
-        return AsyncStream(self, plan)
+        self._check_can_start()
+        return AsyncStream(self, self._plan_turn(message, timeout, images, documents, options))
 
     @property
     def messages(self) -> list[Message]:
@@ -417,13 +424,8 @@ class AsyncConversation(ConversationCore):
 
     def resume_stream(self, *, timeout: float | None = None) -> AsyncStream:
         """The streaming form of :meth:`resume`."""
-        self._begin_turn()
-        try:
-            plan = self._plan_turn(None, timeout)
-        except BaseException:
-            self._end_turn()
-            raise
-        return AsyncStream(self, plan)
+        self._check_can_start()
+        return AsyncStream(self, self._plan_turn(None, timeout))
 
     async def _decide(self, call_id: str, kind: HeldKind, record: Message) -> None:
         """Append a decision unless another writer decided first (then refuse)."""
@@ -487,6 +489,12 @@ class AsyncConversation(ConversationCore):
             stored.close()
             raise TypeError("this store is async-only: use `await conv.send()` / history APIs")
         return ((), 0) if stored is None else (stored.messages, stored.version)
+
+    async def _check_writable(self) -> None:
+        """Raise StoreError now if the store cannot take the turn (before the model is paid)."""
+        check = getattr(self._store, "check_writable", None)
+        if check is not None:
+            await _maybe_await(check(self._id))
 
     async def _turn_history(self) -> TurnHistory:
         """The history a turn starts from: the kept one while the store's version has not

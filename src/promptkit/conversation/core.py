@@ -12,14 +12,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, overload
 
 from promptkit._errors import ConversationBusyError, ConversationClosedError
 from promptkit.conversation.kept import KEPT, TurnHistory
 from promptkit.engine.dialect import ToolDefinition
 from promptkit.engine.held import PendingToolCall, decision_message, pending_calls, visible
 from promptkit.engine.messages import Message
+from promptkit.engine.output import OutputSpec, output_spec
 from promptkit.engine.retry import RetryPolicy
+from promptkit.engine.sampling import NO_OPTIONS, CallOptions, call_options
 from promptkit.engine.timeouts import Timeouts, turn_deadline
 from promptkit.engine.tool_round import (
     DEFAULT_TOOL_TIMEOUT,
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from promptkit.tools.http import HTTPTool
     from promptkit.tools.mcp import MCPServer
 
-__all__ = ["ConversationCore"]
+__all__ = ["ConversationCore", "TurnOptions"]
 
 F = TypeVar("F", bound=ToolHandler)
 
@@ -61,7 +63,8 @@ class ConversationCore:
         tools: ToolRegistry | None = None,
         mcp_servers: Sequence[MCPServer] = (),
         on_conflict: Literal["raise", "reload"] = "raise",
-        response_format: Mapping[str, Any] | None = None,
+        response_format: Any = None,
+        options: CallOptions = NO_OPTIONS,
     ) -> None:
         self._pack = pack
         self._prompt = prompt
@@ -75,7 +78,8 @@ class ConversationCore:
         if on_conflict not in ("raise", "reload"):
             raise ValueError(f"on_conflict must be 'raise' or 'reload', not {on_conflict!r}")
         self._on_conflict = on_conflict
-        self._response_format = None if response_format is None else dict(response_format)
+        self._output = output_spec(response_format)
+        self._options = options
         self._tools = tools if tools is not None else ToolRegistry()
         self._template = _compile(prompt.system_template)
         self._turn_lock = threading.Lock()
@@ -268,13 +272,23 @@ class ConversationCore:
 
     # --- turns ---------------------------------------------------------------------------
 
+    def _check_can_start(self) -> None:
+        """Raise now what would stop a turn from starting: a closed or busy conversation."""
+        if self._closed:
+            raise ConversationClosedError(f"conversation {self._id!r} is closed")
+        if self._turn_lock.locked():
+            raise self._busy()
+
     def _begin_turn(self) -> None:
         if self._closed:
             raise ConversationClosedError(f"conversation {self._id!r} is closed")
         if not self._turn_lock.acquire(blocking=False):
-            raise ConversationBusyError(
-                f"conversation {self._id!r} is already running a turn; wait for it to finish, "
-                "or fork() the conversation for parallel work")
+            raise self._busy()
+
+    def _busy(self) -> ConversationBusyError:
+        return ConversationBusyError(
+            f"conversation {self._id!r} is already running a turn; wait for it to finish, "
+            "or fork() the conversation for parallel work")
 
     def _end_turn(self) -> None:
         self._turn_lock.release()
@@ -314,10 +328,16 @@ class ConversationCore:
 
     def _plan_turn(self, message: str | Message | None, timeout: float | None,
                    images: Iterable[MediaSource] | None = None,
-                   documents: Iterable[MediaSource] | None = None) -> TurnPlan:
+                   documents: Iterable[MediaSource] | None = None,
+                   options: Mapping[str, Any] | None = None) -> TurnPlan:
         """Render and validate everything a turn needs; raises before any network call.
 
-        ``message`` is ``None`` for a resumed turn (it continues after held tool calls)."""
+        ``message`` is ``None`` for a resumed turn (it continues after held tool calls);
+        ``options`` are the per-call :class:`TurnOptions`."""
+        call, output = _turn_options(options)
+        merged = call.over(self._options)
+        if output is None:
+            output = self._output
         user = None if message is None else _user_message(message, images, documents)
         system = self.render_system_prompt()
         handlers = self._tools.snapshot()
@@ -334,9 +354,12 @@ class ConversationCore:
             tools=tools,
             handlers=handlers,
             allowed_tools=frozenset(self._prompt.tools) | {t.name for t in tools},
-            parameters=dict(self._prompt.parameters),
+            parameters={**self._prompt.parameters, **merged.parameters},
             tool_choice=tool_choice,
-            response_format=self._response_format,
+            response_format=None if output is None else output.response_format,
+            output=output,
+            extra_headers=merged.extra_headers,
+            extra_body=merged.extra_body,
             max_rounds=policy.max_rounds,
             max_tool_calls=policy.max_tool_calls_per_turn,
             blocklist=tuple(policy.blocklist),
@@ -379,10 +402,40 @@ class ConversationCore:
             "pack": self._pack, "prompt": self._prompt, "binding": self._binding,
             "variables": variables, "store": store, "conversation_id": conversation_id,
             "timeouts": self._timeouts, "max_retries": self._retry.max_retries,
-            "on_conflict": self._on_conflict, "response_format": self._response_format,
+            "on_conflict": self._on_conflict, "response_format": self._output,
+            "options": self._options,
             "tools": self._tools.copy(),
             "mcp_servers": [server.retain() for server in self._mcp_servers],
         }
+
+
+class TurnOptions(TypedDict, total=False):
+    """The per-call options of ``send()`` / ``stream()``: they override the ones given to
+    ``open()``, which override the pack's ``parameters`` (see docs/guide.md)."""
+
+    temperature: float
+    max_tokens: int
+    top_p: float
+    stop: str | Sequence[str]
+    seed: int
+    extra_headers: Mapping[str, str]
+    extra_body: Mapping[str, Any]
+    response_format: Any
+
+
+_TURN_OPTIONS = frozenset(TurnOptions.__annotations__)
+
+
+def _turn_options(options: Mapping[str, Any] | None) -> tuple[CallOptions, OutputSpec | None]:
+    """Check per-call options (raising before any network call)."""
+    if not options:
+        return NO_OPTIONS, None
+    unknown = sorted(set(options) - _TURN_OPTIONS)
+    if unknown:
+        raise TypeError(f"unexpected option(s) {', '.join(unknown)}; a turn takes "
+                        f"{', '.join(sorted(_TURN_OPTIONS))}")
+    sampling = {k: v for k, v in options.items() if k != "response_format"}
+    return call_options(**sampling), output_spec(options.get("response_format"))
 
 
 def _user_message(message: str | Message, images: Iterable[MediaSource] | None = None,

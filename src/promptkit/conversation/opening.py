@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from promptkit.conversation.core import new_conversation_id
 from promptkit.conversation.store_binding import MetadataBinding, accepts_metadata
+from promptkit.engine.output import output_spec
+from promptkit.engine.sampling import call_options
 from promptkit.engine.timeouts import Timeouts
 from promptkit.pack.variables import VariableSet
 from promptkit.providers._select import resolve_provider
@@ -40,11 +42,22 @@ def _conversation_kwargs(
     mock_responses: Any,
     api: str | None = None,
     on_conflict: str = "raise",
-    response_format: Mapping[str, Any] | None = None,
+    response_format: Any = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    top_p: float | None = None,
+    stop: str | Sequence[str] | None = None,
+    seed: int | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+    extra_body: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     spec = pack.prompt(prompt)
     if max_retries < 0:
         raise ValueError("max_retries must be 0 or more")
+    options = call_options(temperature=temperature, max_tokens=max_tokens, top_p=top_p,
+                           stop=stop, seed=seed, extra_headers=extra_headers,
+                           extra_body=extra_body)
+    output = output_spec(response_format)
     hint = pack.provider
     binding = resolve_provider(
         provider=provider, model=model, api_key=api_key, base_url=base_url,
@@ -67,7 +80,7 @@ def _conversation_kwargs(
         "store": store, "conversation_id": conversation_id,
         "timeouts": timeouts or _DEFAULT_TIMEOUTS,
         "max_retries": max_retries, "on_conflict": on_conflict,
-        "response_format": response_format,
+        "response_format": output, "options": options,
     }
 
 
@@ -94,7 +107,14 @@ def open(
     mock_responses: Any = None,
     api: str | None = None,
     on_conflict: Literal["raise", "reload"] = "raise",
-    response_format: Mapping[str, Any] | None = None,
+    response_format: Any = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    top_p: float | None = None,
+    stop: str | Sequence[str] | None = None,
+    seed: int | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+    extra_body: Mapping[str, Any] | None = None,
 ) -> Conversation:
     """Open a conversation with prompt ``prompt`` of the pack at ``pack`` (a path or a Pack).
 
@@ -103,8 +123,14 @@ def open(
     ``GEMINI_API_KEY``/``GOOGLE_API_KEY``, ``OLLAMA_HOST``). ``provider="mock"`` runs offline
     (``mock_responses=`` takes a PromptKit mock-responses YAML/JSON path or mapping).
     ``api="responses"`` talks to OpenAI's Responses API instead of Chat Completions.
-    ``response_format`` (a JSON Schema, or ``{"type": "json_object"}``) asks for JSON answers
-    in each provider's native structured-output form.
+    ``response_format`` (a JSON Schema, ``{"type": "json_object"}``, or a dataclass,
+    TypedDict, msgspec.Struct or pydantic model) asks for JSON answers in each provider's
+    native structured-output form; with a type, ``Response.parsed`` is the decoded instance.
+    ``temperature``, ``max_tokens``, ``top_p``, ``stop`` and ``seed`` override the pack's
+    ``parameters`` (``send()``/``stream()`` take them too, per call); ``extra_headers`` are
+    added to every request (never credentials: use ``api_key``), ``extra_body`` is merged into
+    every JSON body (for OpenAI-compatible servers' own fields). Bad values raise
+    InvalidParameterError here.
 
         conv = promptkit.open("hello.pack.json", "chat", variables={"user_name": "Ada"})
     """
@@ -114,7 +140,9 @@ def open(
         _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,
         base_url=base_url, variables=variables, store=store, conversation_id=conversation_id,
         timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses,
-        api=api, on_conflict=on_conflict, response_format=response_format))
+        api=api, on_conflict=on_conflict, response_format=response_format,
+        temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
+        extra_headers=extra_headers, extra_body=extra_body))
 
 
 def open_async(
@@ -133,7 +161,14 @@ def open_async(
     mock_responses: Any = None,
     api: str | None = None,
     on_conflict: Literal["raise", "reload"] = "raise",
-    response_format: Mapping[str, Any] | None = None,
+    response_format: Any = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    top_p: float | None = None,
+    stop: str | Sequence[str] | None = None,
+    seed: int | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+    extra_body: Mapping[str, Any] | None = None,
 ) -> AsyncConversation:
     """The asyncio twin of :func:`open`; use with ``async with``.
 
@@ -145,4 +180,6 @@ def open_async(
         _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,
         base_url=base_url, variables=variables, store=store, conversation_id=conversation_id,
         timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses,
-        api=api, on_conflict=on_conflict, response_format=response_format))
+        api=api, on_conflict=on_conflict, response_format=response_format,
+        temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
+        extra_headers=extra_headers, extra_body=extra_body))

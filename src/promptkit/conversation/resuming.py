@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from promptkit._errors import ConversationNotFoundError, StoreError
+from promptkit._errors import ConversationNotFoundError, StoreError, present_as_promptkit
 from promptkit.stores._protocol import (
     StoredConversation,
     check_conversation_id,
@@ -43,6 +43,9 @@ class PackMismatchError(StoreError):
         self.given_pack = given_pack
         super().__init__(f"conversation {conversation_id!r} belongs to pack {stored_pack!r}, "
                          f"not {given_pack!r}; resume it with that pack")
+
+
+present_as_promptkit(PackVersionWarning, PackMismatchError)
 
 
 def resume(conversation_id: str, pack: str | os.PathLike[str] | Pack, prompt: str, *,

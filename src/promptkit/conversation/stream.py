@@ -2,11 +2,16 @@
 
 A stream is two objects on purpose. The *turn* (a ``TurnRun`` subclass in each driver) owns the
 generator that runs the engine; the *stream* the user holds owns the turn and that generator.
-The generator references only the turn, never the stream, so there is no reference cycle:
-``for chunk in conv.stream(...): break`` drops the generator at once, and a weak reference
-to it with a callback releases the conversation for the next turn immediately, started or not
-(the generator's own ``finally`` closes the HTTP response; an async generator's runs later, in
-the task the event loop schedules for it). Nothing of an abandoned turn is committed.
+The generator references only the turn, never the stream, so there is no reference cycle.
+
+The turn takes the conversation (its turn lock) only when it starts: at the first iteration
+or on entering ``with``; ``stream()`` itself only checks that it could start, so a stream made
+and never iterated holds nothing. A started turn lets go when it ends, when the stream is
+closed, or when it is dropped: a weak reference with a callback releases the conversation for
+the next turn immediately. The sync driver watches the generator (``for chunk in
+conv.stream(...): break`` drops it at once, and its ``finally`` closes the HTTP response);
+the async driver watches the stream object, because an abandoned async generator is closed
+later, in a task the event loop schedules for it. Nothing of an abandoned turn is committed.
 """
 
 from __future__ import annotations
@@ -38,8 +43,8 @@ __all__ = ["StreamFacade", "TurnRun"]
 class TurnRun:
     """The state of one turn: its plan, the store version it started from, and its outcome."""
 
-    __slots__ = ("_released", "_watch", "conversation", "error", "history", "loaded", "plan",
-                 "response", "resume", "version")
+    __slots__ = ("_closing", "_released", "_started", "_watch", "conversation", "error",
+                 "history", "loaded", "plan", "response", "resume", "version")
 
     def __init__(self, conversation: ConversationCore, plan: TurnPlan) -> None:
         self.conversation = conversation
@@ -50,13 +55,42 @@ class TurnRun:
         self.version = 0
         self.response: Response | None = None
         self.error: PromptKitError | None = None
+        self._started = False
         self._released = False
+        self._closing = False
+
+    def start(self) -> None:
+        """Take the conversation for this turn (idempotent); raises ConversationBusyError or
+        ConversationClosedError if it cannot be taken now."""
+        if self._started:
+            return
+        if self._released:
+            raise RuntimeError("this stream was closed before its turn started")
+        self.conversation._begin_turn()
+        self._started = True
+
+    def closing(self) -> None:
+        """The stream is being closed by its user (its state then reads ``closed``)."""
+        self._closing = True
 
     def release(self) -> None:
-        """Let the conversation start its next turn (idempotent)."""
+        """Let the conversation start its next turn (idempotent; a turn that never started
+        holds nothing, and may not start afterwards)."""
         if not self._released:
             self._released = True
-            self.conversation._end_turn()
+            if self._started:
+                self.conversation._end_turn()
+
+    @property
+    def state(self) -> str:
+        """``"not started"``, ``"streaming"``, ``"done"``, ``"failed"`` or ``"closed"``."""
+        if self.response is not None:
+            return "done"
+        if self.error is not None:
+            return "failed"
+        if self._released or self._closing:
+            return "closed"
+        return "streaming" if self._started else "not started"
 
     def watch(self, generator: Any) -> None:
         """Release the conversation the moment ``generator`` is dropped (module docstring)."""
@@ -142,6 +176,16 @@ class StreamFacade:
         self._turn = turn
         self._chunks = chunks
         turn.watch(chunks)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(conversation_id={self._turn.plan.conversation_id!r}, "
+                f"state={self._turn.state!r})")
+
+    @property
+    def state(self) -> str:
+        """``"not started"`` (not iterated yet), ``"streaming"``, ``"done"``, ``"failed"`` or
+        ``"closed"`` (closed or dropped before the turn finished)."""
+        return self._turn.state
 
     @property
     def response(self) -> Response | None:

@@ -12,10 +12,10 @@ import math
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from promptkit._errors import APIConnectionError, PromptKitError, TurnTimeout
-from promptkit.conversation.core import ConversationCore
+from promptkit.conversation.core import ConversationCore, TurnOptions
 from promptkit.conversation.kept import TurnHistory
 from promptkit.conversation.stream import StreamFacade, TurnRun, connection_error
 from promptkit.engine.chunks import Response, StreamChunk
@@ -54,8 +54,10 @@ _CONFLICT_ATTEMPTS = 5
 class Stream(StreamFacade):
     """The chunks of one turn, as they arrive. Iterate it; use it as a context manager.
 
-    Leaving the ``with`` block, breaking out of the loop or calling :meth:`close` stops the
-    generation and releases the connection; nothing of an unfinished turn is committed.
+    The turn starts at the first iteration (or on entering ``with``): a stream made and never
+    iterated holds nothing. Leaving the ``with`` block, breaking out of the loop, calling
+    :meth:`close` or dropping the stream stops the generation, releases the connection and
+    lets the conversation take its next turn; nothing of an unfinished turn is committed.
 
         with conv.stream("Tell me a story") as stream:
             for chunk in stream:
@@ -74,6 +76,7 @@ class Stream(StreamFacade):
         return next(self._chunks)  # type: ignore[no-any-return]
 
     def __enter__(self) -> Stream:
+        self._turn.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -82,6 +85,7 @@ class Stream(StreamFacade):
 
     def close(self) -> None:
         """Stop the turn now (if still running) and release its connection. Idempotent."""
+        self._turn.closing()
         self._chunks.close()
         self._turn.release()
 
@@ -104,9 +108,11 @@ class _SyncTurn(TurnRun):
 
     def run(self) -> Generator[StreamChunk, None, None]:
         conversation = self.conversation
+        self.start()  # busy or closed since stream() was called: raised from the iteration
         engine = None
         try:
             self.prepare(conversation._turn_history())
+            conversation._check_writable()
             engine = self.engine()
             action: Any = next(engine)
             while True:
@@ -252,17 +258,20 @@ class Conversation(ConversationCore):
 
     def send(self, message: str | Message, *, timeout: float | None = None,
              images: Iterable[MediaSource] | None = None,
-             documents: Iterable[MediaSource] | None = None) -> Response:
+             documents: Iterable[MediaSource] | None = None,
+             **options: Unpack[TurnOptions]) -> Response:
         """Run one turn and return its Response; raises the turn's error if it fails.
 
-        With ``on_conflict="reload"`` a turn that lost a race with another writer of the same
-        conversation (ConflictError) is run again on the reloaded history.
+        ``options`` (``temperature``, ``max_tokens``, ``top_p``, ``stop``, ``seed``,
+        ``extra_headers``, ``extra_body``, ``response_format``) override ``open()``'s for this
+        turn. With ``on_conflict="reload"`` a turn that lost a race with another writer of the
+        same conversation (ConflictError) is run again on the reloaded history.
         """
         attempts = _CONFLICT_ATTEMPTS if self._on_conflict == "reload" else 1
         for attempt in range(attempts):
             try:
                 return self.stream(message, timeout=timeout, images=images,
-                                   documents=documents).until_done()
+                                   documents=documents, **options).until_done()
             except ConflictError:
                 if attempt + 1 == attempts:
                     raise
@@ -270,20 +279,18 @@ class Conversation(ConversationCore):
 
     def stream(self, message: str | Message, *, timeout: float | None = None,
                images: Iterable[MediaSource] | None = None,
-               documents: Iterable[MediaSource] | None = None) -> Stream:
-        """Start one turn and return its :class:`Stream` of chunks.
+               documents: Iterable[MediaSource] | None = None,
+               **options: Unpack[TurnOptions]) -> Stream:
+        """Prepare one turn and return its :class:`Stream` of chunks; the turn starts when the
+        stream is first iterated (or entered with ``with``).
 
         Problems found before any network call (closed or busy conversation, missing or invalid
-        variables, unreadable media) raise here; failures during the turn arrive as an ERROR
-        chunk. ``images`` and ``documents`` attach files, URLs or bytes to the message.
+        variables or options, unreadable media) raise here; failures during the turn arrive as
+        an ERROR chunk. ``images`` and ``documents`` attach files, URLs or bytes to the
+        message; ``options`` are :meth:`send`'s.
         """
-        self._begin_turn()
-        try:
-            plan = self._plan_turn(message, timeout, images, documents)
-        except BaseException:
-            self._end_turn()
-            raise
-        return Stream(self, plan)
+        self._check_can_start()
+        return Stream(self, self._plan_turn(message, timeout, images, documents, options))
 
     @property
     def messages(self) -> list[Message]:
@@ -320,13 +327,8 @@ class Conversation(ConversationCore):
 
     def resume_stream(self, *, timeout: float | None = None) -> Stream:
         """The streaming form of :meth:`resume`."""
-        self._begin_turn()
-        try:
-            plan = self._plan_turn(None, timeout)
-        except BaseException:
-            self._end_turn()
-            raise
-        return Stream(self, plan)
+        self._check_can_start()
+        return Stream(self, self._plan_turn(None, timeout))
 
     def _decide(self, call_id: str, kind: HeldKind, record: Message) -> None:
         """Append a decision unless another writer decided first (then refuse)."""
@@ -386,3 +388,9 @@ class Conversation(ConversationCore):
             return kept
         messages, version = self._load()
         return self._loaded_history(messages, version, head)
+
+    def _check_writable(self) -> None:
+        """Raise StoreError now if the store cannot take the turn (before the model is paid)."""
+        check = getattr(self._store, "check_writable", None)
+        if check is not None:
+            check(self._id)

@@ -62,9 +62,34 @@ class Response:
     messages: tuple[Message, ...]
     pending_tools: tuple[PendingToolCall, ...] = ()
     """Held calls the turn is waiting on (approvals, client tools); empty when complete."""
+    parsed: Any = None
+    """The answer decoded for ``response_format=``: an instance of the dataclass, TypedDict,
+    msgspec.Struct or pydantic model asked for (the JSON value for a schema mapping); ``None``
+    without a ``response_format``."""
 
     def __str__(self) -> str:
         return self.text
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Response as JSON-serialisable data (what ``promptkit send --json`` prints in
+        its ``done`` line): text, finish reason, usage, cost, model, provider, timings, the
+        turn's tool calls and results, held calls, and ``parsed`` as plain JSON values."""
+        data: dict[str, Any] = {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "usage": self.usage.to_dict(),
+            "cost": self.cost,
+            "model": self.model,
+            "provider": self.provider,
+            "duration": round(self.duration, 6),
+            "time_to_first_token": self.time_to_first_token,
+            "tool_calls": [call.to_dict() for call in self.tool_calls],
+            "tool_results": [result.to_dict() for result in self.tool_results],
+            "pending_tools": [_pending_dict(p) for p in self.pending_tools],
+        }
+        if self.parsed is not None:
+            data["parsed"] = _plain(self.parsed)
+        return data
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +107,28 @@ class StreamChunk:
     tool_result: ToolResult | None = None
     response: Response | None = None
     error: PromptKitError | None = None
+
+
+def _pending_dict(pending: PendingToolCall) -> dict[str, Any]:
+    return {"call_id": pending.call_id, "name": pending.name,
+            "arguments": dict(pending.arguments), "kind": pending.kind,
+            "reason": pending.reason, "decision": pending.decision}
+
+
+def _plain(value: Any) -> Any:
+    """A decoded ``parsed`` value as JSON data (pydantic models through ``model_dump``)."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    try:
+        import msgspec
+    except ImportError:  # pragma: no cover - msgspec is a dependency on CPython
+        import dataclasses
+
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+        return value
+    return msgspec.to_builtins(value)
 
 
 _new = object.__new__

@@ -43,10 +43,11 @@ class ToolDefinition:
 class ModelRequest:
     """Everything one model call needs, independent of the wire dialect.
 
-    ``parameters`` holds the pack's sampling parameters by their PromptPack names
+    ``parameters`` holds the sampling parameters by their PromptPack names
     (``temperature``, ``max_tokens``, ``top_p``, ``top_k``, ``frequency_penalty``,
-    ``presence_penalty``); ``tool_choice`` is ``"auto"``, ``"required"``, ``"none"`` or a tool
-    name, or ``None`` to leave the provider's default.
+    ``presence_penalty``, plus ``stop`` and ``seed`` set in code); ``tool_choice`` is
+    ``"auto"``, ``"required"``, ``"none"`` or a tool name, or ``None`` to leave the provider's
+    default.
     """
 
     model: str
@@ -57,6 +58,10 @@ class ModelRequest:
     tool_choice: str | None = None
     response_format: Mapping[str, Any] | None = None
     """A JSON Schema the answer must follow, or ``{"type": "json_object"}`` for any JSON."""
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+    """Headers set in code (``extra_headers=``), added after the endpoint's; never auth ones."""
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    """Body keys set in code (``extra_body=``), merged into the JSON body last."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

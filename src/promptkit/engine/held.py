@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from promptkit._errors import ToolError
+from promptkit._errors import ToolError, present_as_promptkit
 from promptkit.engine.messages import Message, ToolCall, ToolResult
 
 __all__ = [
@@ -36,6 +36,9 @@ _KEY = "promptkit"
 class PendingToolError(ToolError):
     """A decision about a held tool call cannot be taken (unknown, already decided, or a
     resume with undecided or no held calls)."""
+
+
+present_as_promptkit(PendingToolError)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

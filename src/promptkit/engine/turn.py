@@ -33,6 +33,7 @@ from promptkit.engine.held import (
     resolved_result,
 )
 from promptkit.engine.messages import Message, ToolCall, ToolResult, Usage
+from promptkit.engine.output import OutputSpec
 from promptkit.engine.pricing import cost_of
 from promptkit.engine.retry import RetryPolicy
 from promptkit.engine.tool_round import Invocation, RegisteredTool, RoundPlan, plan_calls
@@ -111,6 +112,9 @@ class TurnPlan:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     tool_choice: str | None = None
     response_format: Mapping[str, Any] | None = None
+    output: OutputSpec | None = None
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
     max_rounds: int = 5
     max_tool_calls: int = 10
     blocklist: tuple[str, ...] = ()
@@ -135,6 +139,7 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
             tools=plan.tools, parameters=plan.parameters,
             tool_choice=_tool_choice(plan, state.tool_rounds),
             response_format=plan.response_format,
+            extra_headers=plan.extra_headers, extra_body=plan.extra_body,
         )
         outcome = yield from _call_with_retries(request, plan.retry)
         if state.first_content_at is None:
@@ -186,6 +191,9 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
     assert result is not None
     final = added[-1] if added[-1].role == "assistant" else result.message
     model = result.model or plan.model
+    parsed = None
+    if plan.output is not None and not state.pending:  # before the commit: a failure keeps none
+        parsed = plan.output.parse(final.text, result.finish_reason)
     turn_messages = tuple(added)
     yield Commit(turn_messages)
     now = time.monotonic()
@@ -205,6 +213,7 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
         provider=plan.provider,
         messages=turn_messages,
         pending_tools=state.pending,
+        parsed=parsed,
     )
 
 

@@ -117,6 +117,7 @@ class AnthropicDialect:
         if self.endpoint.api_key:
             headers["x-api-key"] = self.endpoint.api_key
         headers.update(self.endpoint.headers)
+        headers.update(request.extra_headers)
         system, messages = _messages(request.system, request.messages)
         if request.response_format is not None:  # no native schema mode in this API version
             system = "\n\n".join(p for p in (system, schema_instruction(
@@ -143,6 +144,8 @@ class AnthropicDialect:
             body["thinking"] = dict(self.thinking)
         if self.extra_body:
             body.update(self.extra_body)
+        if request.extra_body:
+            body.update(request.extra_body)
         return HTTPRequest(method="POST", url=self._url, headers=headers,
                            body=encode(body))
 

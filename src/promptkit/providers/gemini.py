@@ -84,7 +84,7 @@ __all__ = ["GeminiDecoder", "GeminiDialect"]
 PARTS_KEY = "gemini_parts"
 _PARAMETERS = (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"),
                ("max_tokens", "maxOutputTokens"), ("presence_penalty", "presencePenalty"),
-               ("frequency_penalty", "frequencyPenalty"))
+               ("frequency_penalty", "frequencyPenalty"), ("seed", "seed"))
 _MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
 _RESPONSE_KEYS = frozenset(("candidates", "promptFeedback", "usageMetadata", "modelVersion",
@@ -118,6 +118,7 @@ class GeminiDialect:
         if self.endpoint.api_key:
             headers["x-goog-api-key"] = self.endpoint.api_key
         headers.update(self.endpoint.headers)
+        headers.update(request.extra_headers)
         system, contents = _contents(request.system, request.messages)
         body: dict[str, Any] = {"contents": contents}
         if system:
@@ -142,6 +143,8 @@ class GeminiDialect:
             body["generationConfig"] = generation
         if self.extra_body:
             body.update(self.extra_body)
+        if request.extra_body:
+            body.update(request.extra_body)
         model = request.model.removeprefix("models/")
         url = f"{self._base}/models/{quote(model, safe='-._~')}:streamGenerateContent?alt=sse"
         return HTTPRequest(method="POST", url=url, headers=headers, body=encode(body))

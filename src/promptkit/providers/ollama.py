@@ -78,7 +78,7 @@ __all__ = ["OllamaDecoder", "OllamaDialect", "ollama_base_url"]
 DEFAULT_HOST = "http://localhost:11434"
 _OPTIONS = (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
             ("max_tokens", "num_predict"), ("presence_penalty", "presence_penalty"),
-            ("frequency_penalty", "frequency_penalty"))
+            ("frequency_penalty", "frequency_penalty"), ("seed", "seed"))
 # in-band error messages → class (there is no status code mid-stream)
 _INBAND = (("server busy", OverloadedError), ("not found", NotFoundError),
            ("does not support", BadRequestError))
@@ -130,6 +130,7 @@ class OllamaDialect:
         if self.endpoint.api_key:
             headers["authorization"] = f"Bearer {self.endpoint.api_key}"
         headers.update(self.endpoint.headers)
+        headers.update(request.extra_headers)
         body: dict[str, Any] = {"model": request.model,
                                 "messages": self._messages(request.system, request.messages),
                                 "stream": True}
@@ -153,6 +154,8 @@ class OllamaDialect:
             body["format"] = json_schema_of(request.response_format) or "json"
         if self.extra_body:
             body.update(self.extra_body)
+        if request.extra_body:
+            body.update(request.extra_body)
         return HTTPRequest(method="POST", url=self._url, headers=headers,
                            body=encode(body))
 

@@ -57,6 +57,7 @@ from promptkit.engine.dialect import (
     ToolDefinition,
 )
 from promptkit.engine.messages import Message, ToolCall, Usage
+from promptkit.providers._common import stop_sequences
 from promptkit.providers._errors_map import (
     build_status_error,
     extract_error_fields,
@@ -69,7 +70,7 @@ from promptkit.transport.sse import SSEDecoder
 
 __all__ = ["OpenAIChatDecoder", "OpenAIChatDialect"]
 
-_PARAMETERS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
+_PARAMETERS = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed")
 _TOOL_CHOICE_MODES = frozenset(("auto", "required", "none"))
 _SNIPPET = 200
 
@@ -117,6 +118,7 @@ class OpenAIChatDialect:
         if self.endpoint.api_key:
             headers["authorization"] = f"Bearer {self.endpoint.api_key}"
         headers.update(self.endpoint.headers)
+        headers.update(request.extra_headers)
         body: dict[str, Any] = {
             "model": request.model,
             "messages": _messages(request.system, request.messages),
@@ -132,6 +134,9 @@ class OpenAIChatDialect:
         max_tokens = params.get("max_tokens")
         if max_tokens is not None:
             body[self.max_tokens_field or _token_limit_field(request.model)] = max_tokens
+        stop = stop_sequences(params)
+        if stop:
+            body["stop"] = stop
         if request.response_format is not None:
             schema = json_schema_of(request.response_format)
             body["response_format"] = {"type": "json_object"} if schema is None else {
@@ -143,6 +148,8 @@ class OpenAIChatDialect:
             if choice is not None:
                 body["tool_choice"] = (choice if choice in _TOOL_CHOICE_MODES else
                                        {"type": "function", "function": {"name": choice}})
+        if request.extra_body:
+            body.update(request.extra_body)
         return HTTPRequest(method="POST", url=self._url, headers=headers,
                            body=encode(body))
 

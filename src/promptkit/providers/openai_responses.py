@@ -15,6 +15,8 @@ Request decisions:
   ``function_call_output`` items.
 - ``include: ["reasoning.encrypted_content"]`` is requested for reasoning models (o-series,
   gpt-5) when ``store`` is off, so their reasoning can be carried to the next round.
+- Sampling: ``temperature``, ``top_p`` and ``max_output_tokens`` (from ``max_tokens``); the
+  API has no ``stop`` or ``seed``, so those are not sent.
 - Function tools are sent with ``strict: false`` (pack schemas are rarely strict-mode
   compatible) unless ``strict_tools`` is set.
 
@@ -125,6 +127,7 @@ class OpenAIResponsesDialect:
         if self.endpoint.api_key:
             headers["authorization"] = f"Bearer {self.endpoint.api_key}"
         headers.update(self.endpoint.headers)
+        headers.update(request.extra_headers)
         instructions, items = self._input(request.system, request.messages)
         body: dict[str, Any] = {"model": request.model}
         if instructions:
@@ -159,6 +162,8 @@ class OpenAIResponsesDialect:
             body["include"] = ["reasoning.encrypted_content"]
         if self.extra_body:
             body.update(self.extra_body)
+        if request.extra_body:
+            body.update(request.extra_body)
         return HTTPRequest(method="POST", url=self._url, headers=headers,
                            body=encode(body))
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from promptkit._errors import StoreError
+from promptkit._errors import StoreError, present_as_promptkit
 from promptkit.engine.messages import Message
 
 __all__ = [
@@ -57,6 +57,9 @@ class ConversationExistsError(StoreError):
 
 class InvalidConversationIdError(StoreError, ValueError):
     """A conversation id a store cannot use (it would be unsafe as a key)."""
+
+
+present_as_promptkit(ConflictError, ConversationExistsError, InvalidConversationIdError)
 
 
 def check_conversation_id(conversation_id: Any) -> str:
@@ -119,7 +122,10 @@ class ConversationStore(Protocol):
     """Where conversation histories live; used from blocking code, safe across threads.
 
     The drivers need only ``load``, ``append``, ``fork`` and ``delete``; ``list`` and the
-    ``metadata`` argument serve resuming and the CLI's sessions.
+    ``metadata`` argument serve resuming and the CLI's sessions. A store may also offer
+    ``check_writable(conversation_id)``, raising StoreError when an append would fail for
+    lack of write access; the drivers call it after loading and before asking the model, so
+    an answer is not paid for and then lost (every promptkit store has it).
     """
 
     def load(self, conversation_id: str) -> StoredConversation | None:

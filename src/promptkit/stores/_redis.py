@@ -134,6 +134,7 @@ class _Layout:
         self.ttl = ttl
         self.ttl_ms = 0 if ttl is None else max(1, int(ttl * 1000))
         self.index = f"{prefix}:index"
+        self.probe = f"{prefix}:writable-probe"  # never written: deleted to test for writes
         self.cache = HistoryCache(cache_size)
 
     def meta(self, conversation_id: str) -> str:
@@ -359,6 +360,13 @@ class RedisStore:
                                        ["version", "incarnation"])
         return self._layout.head(found)
 
+    def check_writable(self, conversation_id: str) -> None:
+        """Raise StoreError if the server refuses writes (a read-only replica, an ACL without
+        write permission), by a write that changes nothing: one round trip per turn."""
+        check_conversation_id(conversation_id)
+        with _redis_errors("take the turn"):
+            self._client.delete(self._layout.probe)
+
     def fork(self, source_id: str, target_id: str) -> None:
         keys, args = self._layout.fork_call(source_id, target_id)
         with _redis_errors("fork"):
@@ -468,6 +476,12 @@ class AsyncRedisStore:
             found = await self._client.hmget(self._layout.meta(conversation_id),
                                              ["version", "incarnation"])
         return self._layout.head(found)
+
+    async def check_writable(self, conversation_id: str) -> None:
+        """Raise StoreError if the server refuses writes (see RedisStore.check_writable)."""
+        check_conversation_id(conversation_id)
+        with _redis_errors("take the turn"):
+            await self._client.delete(self._layout.probe)
 
     async def fork(self, source_id: str, target_id: str) -> None:
         keys, args = self._layout.fork_call(source_id, target_id)

@@ -85,6 +85,11 @@ class AsyncSQLiteStore:
         check_conversation_id(conversation_id)
         return await asyncio.to_thread(lambda: self._sync().head(conversation_id))
 
+    async def check_writable(self, conversation_id: str) -> None:
+        """Raise StoreError if the database cannot be written (see SQLiteStore)."""
+        check_conversation_id(conversation_id)
+        await asyncio.to_thread(lambda: self._sync().check_writable(conversation_id))
+
     async def fork(self, source_id: str, target_id: str) -> None:
         check_conversation_id(source_id)
         check_conversation_id(target_id)

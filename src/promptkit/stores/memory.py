@@ -132,6 +132,10 @@ class MemoryStore:
             found = self._data.get(conversation_id)
         return (0, "") if found is None else (found.version, found.incarnation)
 
+    def check_writable(self, conversation_id: str) -> None:
+        """Memory can always take a turn (the protocol's optional preflight)."""
+        check_conversation_id(conversation_id)
+
     def fork(self, source_id: str, target_id: str) -> None:
         check_conversation_id(source_id)
         check_conversation_id(target_id)

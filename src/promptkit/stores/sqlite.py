@@ -108,8 +108,8 @@ class SQLiteStore:
         self._timeout = timeout
         self._synchronous = synchronous
         self._lock = threading.Lock()
-        self._idle: list[sqlite3.Connection] = []
-        self._all: list[sqlite3.Connection] = []
+        self._idle: list[_Connection] = []
+        self._all: list[_Connection] = []
         self._closed = False
         self._cache = HistoryCache(cache_size)
         self._finalizer = weakref.finalize(self, _close_all, self._all)
@@ -206,6 +206,33 @@ class SQLiteStore:
         self._cache.extend(conversation_id, incarnation, count, messages)
         return version + 1
 
+    def check_writable(self, conversation_id: str) -> None:
+        """Raise StoreError if an append would fail because the database cannot be written
+        (a read-only or immutable file, directory or file system), writing nothing.
+
+        The drivers call it before the model is asked, so an answer is never paid for and then
+        lost. SQLite decides when it opens a connection whether that connection may write, so
+        each pooled connection is probed once: a write statement that changes no row, rolled
+        back.
+        """
+        check_conversation_id(conversation_id)
+        with self._connection() as db:
+            if db.may_write:
+                return
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM messages WHERE 0")
+            except sqlite3.OperationalError as exc:
+                if "readonly" not in str(exc) and "read-only" not in str(exc):
+                    raise
+                raise StoreError(
+                    f"{self._path} cannot be written ({exc}): the turn was not sent; check "
+                    "the permissions of the file and its directory") from exc
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            db.may_write = True
+
     def fork(self, source_id: str, target_id: str) -> None:
         check_conversation_id(source_id)
         check_conversation_id(target_id)
@@ -262,7 +289,7 @@ class SQLiteStore:
                                           created_at=created, updated_at=updated))
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self) -> Iterator[_Connection]:
         """A connection of the pool for one operation; sqlite3 errors become StoreError."""
         with self._lock:
             if self._closed:
@@ -291,10 +318,10 @@ class SQLiteStore:
                     with contextlib.suppress(sqlite3.Error):
                         db.close()
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> _Connection:
         # isolation_level=None: no implicit transactions; we BEGIN explicitly.
         db = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None,
-                             check_same_thread=False)
+                             check_same_thread=False, factory=_Connection)
         try:
             db.execute(f"PRAGMA synchronous = {self._synchronous}")
             db.execute("PRAGMA foreign_keys = ON")
@@ -354,6 +381,12 @@ class SQLiteStore:
         return StoreError(f"{self._path}: {text}")
 
 
+class _Connection(sqlite3.Connection):
+    """A pooled connection that remembers whether it was found able to write."""
+
+    may_write = False
+
+
 @contextlib.contextmanager
 def _write(db: sqlite3.Connection) -> Iterator[None]:
     """A write transaction holding the write lock from its start (no lock upgrade races)."""
@@ -377,7 +410,7 @@ def _read(db: sqlite3.Connection) -> Iterator[None]:
         db.execute("COMMIT")
 
 
-def _close_all(connections: builtins.list[sqlite3.Connection]) -> None:
+def _close_all(connections: builtins.list[_Connection]) -> None:
     for db in connections:
         with contextlib.suppress(sqlite3.Error):
             db.close()

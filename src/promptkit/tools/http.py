@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
 
-from promptkit._errors import ToolError
+from promptkit._errors import ToolError, present_as_promptkit
 from promptkit._redact import register_header_secrets, register_secret
 from promptkit.engine.tool_round import ToolContext
 
@@ -68,6 +68,9 @@ class HTTPToolRefusedError(HTTPToolError, ValueError):
 
 class HTTPToolTimeoutError(HTTPToolError, TimeoutError):
     """The call did not finish within its timeout (or the turn's deadline)."""
+
+
+present_as_promptkit(HTTPToolError, HTTPToolRefusedError, HTTPToolTimeoutError)
 
 
 def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from promptkit._errors import ToolError
+from promptkit._errors import ToolError, present_as_promptkit
 
 if TYPE_CHECKING:
     import anyio
@@ -69,6 +69,9 @@ class MCPToolError(MCPError):
 
 class MCPTimeoutError(MCPError, TimeoutError):
     """An MCP tool did not answer within the timeout."""
+
+
+present_as_promptkit(MCPError, MCPServerError, MCPToolError, MCPTimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
