@@ -69,6 +69,8 @@ if TYPE_CHECKING:
     from promptkit.engine.pricing import set_price
     from promptkit.engine.timeouts import Timeouts
     from promptkit.engine.tool_round import ToolContext
+    from promptkit.observe.events import Event
+    from promptkit.observe.setup import instrument
     from promptkit.pack.loading import load_pack
     from promptkit.pack.model import Pack, PromptSpec, ToolPolicy, ToolSpec, VariableSpec
     from promptkit.tools.http import (
@@ -101,6 +103,7 @@ _LAZY: dict[str, str] = {
     "ConversationBusyError": "._errors",
     "ConversationClosedError": "._errors",
     "ConversationNotFoundError": "._errors",
+    "Event": ".observe.events",
     "FirstTokenTimeout": "._errors",
     "HTTPTool": ".tools.http",
     "HTTPToolError": ".tools.http",
@@ -154,6 +157,7 @@ _LAZY: dict[str, str] = {
     "ValidationIssue": "._errors",
     "VariableError": "._errors",
     "VariableSpec": ".pack.model",
+    "instrument": ".observe.setup",
     "load_pack": ".pack.loading",
     "resume": ".conversation.resuming",
     "resume_async": ".conversation.resuming",
@@ -176,6 +180,7 @@ __all__ = [
     "ConversationBusyError",
     "ConversationClosedError",
     "ConversationNotFoundError",
+    "Event",
     "FirstTokenTimeout",
     "HTTPTool",
     "HTTPToolError",
@@ -230,6 +235,7 @@ __all__ = [
     "VariableError",
     "VariableSpec",
     "__version__",
+    "instrument",
     "load_pack",
     "open",
     "open_async",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from promptkit.conversation.core import new_conversation_id
 from promptkit.conversation.store_binding import MetadataBinding, accepts_metadata
 from promptkit.engine.timeouts import Timeouts
+from promptkit.observe.setup import ObserveOptions
 from promptkit.pack.variables import VariableSet
 from promptkit.providers._select import resolve_provider
 from promptkit.stores._protocol import check_conversation_id
@@ -41,6 +42,7 @@ def _conversation_kwargs(
     api: str | None = None,
     on_conflict: str = "raise",
     response_format: Mapping[str, Any] | None = None,
+    observe: ObserveOptions | None = None,
 ) -> dict[str, Any]:
     spec = pack.prompt(prompt)
     if max_retries < 0:
@@ -67,8 +69,15 @@ def _conversation_kwargs(
         "store": store, "conversation_id": conversation_id,
         "timeouts": timeouts or _DEFAULT_TIMEOUTS,
         "max_retries": max_retries, "on_conflict": on_conflict,
-        "response_format": response_format,
+        "response_format": response_format, "observe": observe,
     }
+
+
+def _observe(tracer_provider: Any, meter_provider: Any, capture_content: bool | None
+             ) -> ObserveOptions | None:
+    if tracer_provider is None and meter_provider is None and capture_content is None:
+        return None
+    return ObserveOptions(tracer_provider, meter_provider, capture_content)
 
 
 def _as_pack(pack: str | os.PathLike[str] | Pack) -> Pack:
@@ -95,6 +104,9 @@ def open(
     api: str | None = None,
     on_conflict: Literal["raise", "reload"] = "raise",
     response_format: Mapping[str, Any] | None = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    capture_content: bool | None = None,
 ) -> Conversation:
     """Open a conversation with prompt ``prompt`` of the pack at ``pack`` (a path or a Pack).
 
@@ -104,7 +116,9 @@ def open(
     (``mock_responses=`` takes a PromptKit mock-responses YAML/JSON path or mapping).
     ``api="responses"`` talks to OpenAI's Responses API instead of Chat Completions.
     ``response_format`` (a JSON Schema, or ``{"type": "json_object"}``) asks for JSON answers
-    in each provider's native structured-output form.
+    in each provider's native structured-output form. ``tracer_provider`` /
+    ``meter_provider`` (OpenTelemetry, extra ``otel``) trace and measure its turns;
+    ``capture_content=True`` records messages on the spans (docs/observability.md).
 
         conv = promptkit.open("hello.pack.json", "chat", variables={"user_name": "Ada"})
     """
@@ -114,7 +128,8 @@ def open(
         _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,
         base_url=base_url, variables=variables, store=store, conversation_id=conversation_id,
         timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses,
-        api=api, on_conflict=on_conflict, response_format=response_format))
+        api=api, on_conflict=on_conflict, response_format=response_format,
+        observe=_observe(tracer_provider, meter_provider, capture_content)))
 
 
 def open_async(
@@ -134,6 +149,9 @@ def open_async(
     api: str | None = None,
     on_conflict: Literal["raise", "reload"] = "raise",
     response_format: Mapping[str, Any] | None = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    capture_content: bool | None = None,
 ) -> AsyncConversation:
     """The asyncio twin of :func:`open`; use with ``async with``.
 
@@ -145,4 +163,5 @@ def open_async(
         _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,
         base_url=base_url, variables=variables, store=store, conversation_id=conversation_id,
         timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses,
-        api=api, on_conflict=on_conflict, response_format=response_format))
+        api=api, on_conflict=on_conflict, response_format=response_format,
+        observe=_observe(tracer_provider, meter_provider, capture_content)))

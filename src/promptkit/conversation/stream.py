@@ -11,6 +11,7 @@ the task the event loop schedules for it). Nothing of an abandoned turn is commi
 
 from __future__ import annotations
 
+import sys
 import time
 import weakref
 from collections.abc import Generator
@@ -51,9 +52,13 @@ class TurnRun:
         self._released = False
 
     def release(self) -> None:
-        """Let the conversation start its next turn (idempotent)."""
+        """Let the conversation start its next turn (idempotent). The turn is over then: its
+        observer hears how it ended (``sys.exc_info()``: the close or cancellation under way)."""
         if not self._released:
             self._released = True
+            observer = self.plan.observer
+            if observer is not None:
+                observer.turn_ended(self.response, self.error or sys.exc_info()[1])
             self.conversation._end_turn()
 
     def watch(self, generator: Any) -> None:
@@ -84,6 +89,8 @@ class TurnRun:
     def prepare(self, history: tuple[Message, ...]) -> None:
         """Complete the plan with the loaded history: a new turn must find nothing held; a
         resumed one takes the decisions on the held calls."""
+        if self.plan.observer is not None:
+            self.plan.observer.turn_started(sum(m.role == "user" for m in visible(history)))
         if self.plan.user_message is None:
             self.history = visible(history)
             self.resume = resume_items(history)
