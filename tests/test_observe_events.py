@@ -175,7 +175,7 @@ def test_handlers_cannot_change_the_turn(driver: Driver) -> None:
 def test_failed_and_cancelled_turns_emit_turn_failed(driver: Driver) -> None:
     loop = {"type": "tool_calls", "tool_calls": [{"name": "get_weather",
                                                    "arguments": {"city": "X", "country": "Y"}}]}
-    conv = open_mock(driver, {"turns": {n: loop for n in range(1, 10)}})
+    conv = open_mock(driver, {"turns": dict.fromkeys(range(1, 10), loop)})
     conv.on_tool("get_weather", lambda args: "again")
     failed: list[promptkit.Event] = []
     conv.on("turn.failed", failed.append)

@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = commands.add_parser("chat", help="interactive streaming chat with a prompt")
     _add_conversation_options(chat)
+    chat.add_argument("--verbose", "-v", action="store_true",
+                      help="log each provider request and retry to stderr (keys redacted)")
 
     send = commands.add_parser("send", help="send one message and stream the answer")
     _add_conversation_options(send)

@@ -2,7 +2,8 @@
 
 Loggers: ``promptkit`` and its children ``promptkit.providers`` (one DEBUG line per model
 request: provider, host, status, request id, attempt, time to first byte; INFO per retry, with
-its delay), ``promptkit.tools`` (HTTP tools at DEBUG), ``promptkit.stores``,
+its delay), ``promptkit.tools`` (HTTP tools at DEBUG, logged by ``tools/http.py`` through the same
+``redact``), ``promptkit.stores``,
 ``promptkit.server``, ``promptkit.mcp``; WARNING on ``promptkit`` for configuration warnings,
 monitor-mode guardrail violations and event handlers that raised.
 
@@ -34,7 +35,6 @@ __all__ = [
     "install_handler",
     "log_request",
     "log_retry",
-    "log_tool_request",
     "observing",
     "request_id",
     "violation",
@@ -106,19 +106,6 @@ def log_retry(*, provider: str, attempt: int, error: BaseException, delay: float
         _log(providers, logging.INFO,
              f"{provider} call attempt {attempt} failed ({type(error).__name__}: {error}); "
              f"retrying in {delay:.2f} s")
-
-
-def log_tool_request(*, method: str, url: str, status: int | None, duration: float,
-                     error: BaseException | None = None) -> None:
-    """DEBUG: one HTTP tool request (the URL without its query string)."""
-    if not tools.isEnabledFor(logging.DEBUG):
-        return
-    parts = urlsplit(url)
-    message = (f"HTTP tool {method} {parts.scheme}://{parts.netloc}{parts.path} "
-               f"status={status if status is not None else '-'} duration={duration:.3f}s")
-    if error is not None:
-        message += f" error={type(error).__name__}: {error}"
-    _log(tools, logging.DEBUG, message)
 
 
 def config_warning(message: str) -> None:
