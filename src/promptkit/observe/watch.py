@@ -39,7 +39,8 @@ _CANCELLED = "cancelled"
 class ConversationWatch:
     """What observes one conversation: its event handlers and its telemetry."""
 
-    __slots__ = ("_hub", "_options", "_telemetry", "conversation_id", "host", "pack_id",
+    __slots__ = ("_hub", "_options", "_telemetry", "_traced", "conversation_id", "host",
+                 "pack_id",
                  "pack_version", "port", "prompt_name")
 
     def __init__(self, *, conversation_id: str, pack_id: str, pack_version: str,
@@ -52,6 +53,7 @@ class ConversationWatch:
         self.prompt_name = prompt_name
         self.host, self.port = logs.host_of(base_url) if base_url else (None, None)
         self._options = options or ObserveOptions()
+        self._traced = self._options.enabled()  # instrument() covers conversations opened later
         self._hub = hub
         self._telemetry: Telemetry | None = None
 
@@ -80,7 +82,7 @@ class ConversationWatch:
 
     def telemetry(self) -> Telemetry | None:
         """The spans and metrics of this conversation, or ``None`` when not configured."""
-        if self._telemetry is None and self._options.enabled():
+        if self._telemetry is None and self._traced:
             from promptkit.observe.otel import telemetry_for
 
             self._telemetry = telemetry_for(self._options.resolved())
