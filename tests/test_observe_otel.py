@@ -95,11 +95,12 @@ def span_tree(spans: list[ReadableSpan]) -> str:
         status = "" if span.status.status_code is StatusCode.UNSET else \
             f"  [{span.status.status_code.name}]"
         lines.append(f"{pad}{span.name}{status}")
-        for key, value in sorted((span.attributes or {}).items()):
-            if isinstance(value, float) and ("time" in key or "duration" in key):
+        for key, raw in sorted((span.attributes or {}).items()):
+            value: Any = raw
+            if isinstance(raw, float) and ("time" in key or "duration" in key):
                 value = "<seconds>"
-            elif isinstance(value, tuple):
-                value = list(value)
+            elif isinstance(raw, tuple):
+                value = list(raw)
             lines.append(f"{pad}    {key} = {value!r}")
         for child in children.get(span.context.span_id, []):
             show(child, depth + 1)
