@@ -315,12 +315,12 @@ class TurnWatch:
                 if self.telemetry.capture_content:
                     attributes[sc.GEN_AI_OUTPUT_MESSAGES] = _messages_json((result.message,))
             self._end_call_span(attributes, None if error is None else _error_type(error),
-                                error, duration=duration, ttft=ttft,
+                                error, duration=duration,
                                 usage=None if result is None else result.usage)
 
     def _end_call_span(self, attributes: dict[str, Any], error_type: str | None,
                        error: BaseException | None = None, *, duration: float | None = None,
-                       ttft: float | None = None, usage: Any = None) -> None:
+                       usage: Any = None) -> None:
         telemetry, call = self.telemetry, self._call
         self._call = None
         if telemetry is None or call is None:
@@ -334,7 +334,7 @@ class TurnWatch:
             metric_keys[sc.GEN_AI_RESPONSE_MODEL] = attributes[sc.GEN_AI_RESPONSE_MODEL]
         if error_type is not None:
             metric_keys[sc.ERROR_TYPE] = error_type
-        telemetry.record_call(metric_keys, duration=duration, ttft=ttft,
+        telemetry.record_call(metric_keys, duration=duration,
                               input_tokens=None if usage is None else usage.input_tokens,
                               output_tokens=None if usage is None else usage.output_tokens)
 
