@@ -258,3 +258,34 @@ def test_approval_required_and_fork_keeps_handlers(driver: Driver) -> None:
     driver.run(fork.close)
     driver.run(fork.close)  # idempotent: one event
     assert closed == [fork.id]
+
+
+def test_guardrail_and_eval_outcomes_have_their_events(caplog: pytest.LogCaptureFixture
+                                                       ) -> None:
+    """``promptkit.checks`` reports through these two calls (wired when guardrails land)."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Outcome:
+        type: str = "content_excludes"
+        passed: bool = False
+        message: str = "banned word"
+        direction: str = "output"
+        enforced: bool = False
+        blocked: bool = False
+        id: str = "tone"
+        trigger: str = "every_turn"
+        score: float = 0.5
+        turn_index: int = 3
+        metric: Any = None
+
+    conv = open_mock(Driver("sync"))
+    seen: list[promptkit.Event] = []
+    conv.on("validation.failed", seen.append)
+    conv.on("eval.completed", seen.append)
+    with caplog.at_level(logging.WARNING, logger="promptkit"):
+        conv._watch.validation_failed(Outcome(), 0)
+    conv._watch.eval_completed(Outcome())
+    assert [e.name for e in seen] == ["validation.failed", "eval.completed"]
+    assert seen[0].data["type"] == "content_excludes" and seen[0].data["enforced"] is False
+    assert seen[1].data["score"] == 0.5 and seen[1].turn_index == 3
+    assert "monitor mode" in caplog.records[-1].getMessage()
