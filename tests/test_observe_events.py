@@ -59,7 +59,7 @@ def test_a_tool_calling_turn_emits_each_step_once_in_order(driver: Driver) -> No
     assert by_name["tool.call.failed"]["name"] == "launch_rockets"
     assert "launch_rockets" in by_name["tool.call.failed"]["error"]
     done = by_name["turn.completed"]
-    assert done["response"] is response and done["usage"] == response.usage
+    assert done["response"] == response and done["usage"] == response.usage
     assert done["tool_calls"] == 2 and done["finish_reason"] == "stop"
     assert all(isinstance(e.time, float) for e in seen)
     close(driver, conv)
@@ -163,12 +163,16 @@ def test_handlers_cannot_change_the_turn(driver: Driver) -> None:
             problems.append("event is frozen")
         if event.name == "tool.call.started":
             event.data["arguments"]["city"] = "Berlin"
+        if event.name == "turn.completed":
+            event.data["response"].tool_calls[0].arguments["city"] = "Berlin"
 
     conv.on("*", meddle)
     conv.on_tool("get_weather", lambda args: got.append(dict(args)) or "ok")
     response = driver.send(conv, "hi")
     assert got == [{"city": "Paris", "country": "FR"}]
     assert response.tool_calls[0].arguments == {"city": "Paris", "country": "FR"}
+    history = driver.run(lambda: conv.messages)
+    assert history[1].tool_calls[0].arguments == {"city": "Paris", "country": "FR"}
     assert problems[:2] == ["data is read-only", "event is frozen"]
 
 

@@ -213,7 +213,8 @@ class TurnWatch:
             self._end_call_span({}, _CANCELLED)
         if response is not None:
             self._emit("turn.completed", lambda: {
-                "response": response, "usage": response.usage, "cost": response.cost,
+                # a deep copy: its messages' dicts are the ones the store holds
+                "response": copy.deepcopy(response), "usage": response.usage, "cost": response.cost,
                 "duration": response.duration, "time_to_first_token":
                 response.time_to_first_token, "finish_reason": response.finish_reason,
                 "tool_calls": len(response.tool_calls)})
