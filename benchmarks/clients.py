@@ -329,7 +329,9 @@ class PromptkitAsync:
         out = Outcome()
         conv = self.pack.open_async("tools" if tools else "chat", provider=self.provider,
                                     model=MODEL if self.provider == "openai" else CLAUDE,
-                                    base_url=prefix + self.suffix, api_key="x")
+                                    base_url=prefix + self.suffix, api_key="x",
+                                    **self.observe_options())
+        self.observe(conv)
         if tools:
             conv.on_tool("get_weather", _async_weather)
         text, error = self.text, self.error
@@ -347,6 +349,60 @@ class PromptkitAsync:
 
     async def close(self) -> None:
         pass
+
+    def observe_options(self) -> dict[str, Any]:
+        return {}
+
+    def observe(self, conv: Any) -> None:
+        pass
+
+
+class _EventsOn:
+    """A handler for every event (observe/): what events cost when someone listens."""
+
+    def observe(self, conv: Any) -> None:
+        conv.on("*", _ignore_event)
+
+
+class _TracingOn:
+    """OpenTelemetry SDK tracing and metrics as an application would set them up: a batch
+    span processor (its exporter drops the spans) and a metric reader."""
+
+    _options: dict[str, Any] | None = None
+
+    def observe_options(self) -> dict[str, Any]:
+        if self._options is None:
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import (
+                BatchSpanProcessor,
+                SpanExporter,
+                SpanExportResult,
+            )
+
+            class Drop(SpanExporter):
+                def export(self, spans: Any) -> SpanExportResult:
+                    return SpanExportResult.SUCCESS
+
+            tracer_provider = TracerProvider()
+            tracer_provider.add_span_processor(BatchSpanProcessor(Drop()))
+            meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+            self._options = {"tracer_provider": tracer_provider,
+                             "meter_provider": meter_provider}
+        return self._options
+
+
+def _ignore_event(event: Any) -> None:
+    pass
+
+
+class PromptkitAsyncEvents(_EventsOn, PromptkitAsync):
+    pass
+
+
+class PromptkitAsyncTracing(_TracingOn, PromptkitAsync):
+    pass
 
 
 class PromptkitAsyncAnthropic(PromptkitAsync):
@@ -369,7 +425,8 @@ class PromptkitSync:
     def stream(self, prefix: str, tools: bool) -> Outcome:
         out = Outcome()
         conv = self.pack.open("tools" if tools else "chat", provider="openai", model=MODEL,
-                              base_url=prefix + "/v1", api_key="x")
+                              base_url=prefix + "/v1", api_key="x", **self.observe_options())
+        self.observe(conv)
         if tools:
             conv.on_tool("get_weather", _sync_weather)
         text, error = self.text, self.error
@@ -387,6 +444,20 @@ class PromptkitSync:
 
     def close(self) -> None:
         pass
+
+    def observe_options(self) -> dict[str, Any]:
+        return {}
+
+    def observe(self, conv: Any) -> None:
+        pass
+
+
+class PromptkitSyncEvents(_EventsOn, PromptkitSync):
+    pass
+
+
+class PromptkitSyncTracing(_TracingOn, PromptkitSync):
+    pass
 
 
 # --- the official SDKs ---------------------------------------------------------------------------
@@ -414,6 +485,12 @@ CLIENTS: dict[str, Spec] = {s.name: s for s in (
     Spec("promptkit-async", PromptkitAsync, "openai", ("aiohttp",)),
     Spec("promptkit-async+uvloop", PromptkitAsync, "openai", ("aiohttp", "uvloop"), uvloop=True),
     Spec("promptkit-sync", PromptkitSync, "openai"),
+    # observe/: the same clients with a handler on every event, or with OTel tracing + metrics
+    Spec("promptkit-async+events", PromptkitAsyncEvents, "openai", ("aiohttp",)),
+    Spec("promptkit-async+tracing", PromptkitAsyncTracing, "openai",
+         ("aiohttp", "opentelemetry.sdk")),
+    Spec("promptkit-sync+events", PromptkitSyncEvents, "openai"),
+    Spec("promptkit-sync+tracing", PromptkitSyncTracing, "openai", ("opentelemetry.sdk",)),
     Spec("openai", OpenAISDK, "openai", ("openai",)),
     Spec("raw-aiohttp/anthropic", RawAiohttpAnthropic, "anthropic", ("aiohttp",)),
     Spec("promptkit-async/anthropic", PromptkitAsyncAnthropic, "anthropic", ("aiohttp",)),

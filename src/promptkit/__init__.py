@@ -72,6 +72,8 @@ if TYPE_CHECKING:
     from promptkit.engine.sampling import InvalidParameterError
     from promptkit.engine.timeouts import Timeouts
     from promptkit.engine.tool_round import ToolContext
+    from promptkit.observe.events import Event
+    from promptkit.observe.setup import instrument
     from promptkit.pack.loading import load_pack
     from promptkit.pack.model import Pack, PromptSpec, ToolPolicy, ToolSpec, VariableSpec
     from promptkit.stores._protocol import (
@@ -112,6 +114,7 @@ _LAZY: dict[str, str] = {
     "ConversationClosedError": "._errors",
     "ConversationExistsError": ".stores._protocol",
     "ConversationNotFoundError": "._errors",
+    "Event": ".observe.events",
     "FirstTokenTimeout": "._errors",
     "HTTPTool": ".tools.http",
     "HTTPToolError": ".tools.http",
@@ -169,6 +172,7 @@ _LAZY: dict[str, str] = {
     "ValidationIssue": "._errors",
     "VariableError": "._errors",
     "VariableSpec": ".pack.model",
+    "instrument": ".observe.setup",
     "load_pack": ".pack.loading",
     "open": ".conversation.opening",
     "open_async": ".conversation.opening",
@@ -193,6 +197,7 @@ __all__ = [
     "ConversationClosedError",
     "ConversationExistsError",
     "ConversationNotFoundError",
+    "Event",
     "FirstTokenTimeout",
     "HTTPTool",
     "HTTPToolError",
@@ -251,6 +256,7 @@ __all__ = [
     "VariableError",
     "VariableSpec",
     "__version__",
+    "instrument",
     "load_pack",
     "open",
     "open_async",

@@ -68,6 +68,10 @@ def run_chat(args: argparse.Namespace) -> int:
 
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
+    if getattr(args, "verbose", False):
+        from promptkit.observe.logs import install_handler
+
+        install_handler("debug")
 
     def ask(question: str) -> str:
         return str(console.input(f"[bold]{shown(question)}[/]"))

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--on-conflict", choices=("raise", "reload"), default="raise",
                       help="when another process adds to the same --session meanwhile: "
                            "report it (raise) or answer again on the saved history (reload)")
+    chat.add_argument("--verbose", "-v", action="store_true",
+                      help="log each provider request and retry to stderr (keys redacted)")
 
     send = commands.add_parser("send", help="send one message and stream the answer")
     _add_conversation_options(send)

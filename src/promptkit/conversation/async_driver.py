@@ -255,8 +255,8 @@ class _ModelCall:
     failing and cleaning up) so that loop stays short.
     """
 
-    __slots__ = ("body", "clock", "decoder", "delivered", "read", "request", "turn",
-                 "watchdog")
+    __slots__ = ("body", "clock", "decoder", "delivered", "headers_at", "read", "request",
+                 "turn", "watchdog")
 
     def __init__(self, turn: _AsyncTurn, request: ModelRequest) -> None:
         now = time.monotonic()
@@ -275,6 +275,7 @@ class _ModelCall:
         http_request = dialect.build_request(self.request)
         body = self.body = await conversation._transport().open(
             http_request, connect_timeout=conversation._timeouts.connect)
+        self.headers_at = time.monotonic()
         if body.status >= 300:
             data = await body.read_all()
             raise dialect.map_error(body.status, body.headers, data)
@@ -291,7 +292,8 @@ class _ModelCall:
         if decoder.done and not body.at_eof():
             await _drain(body)
         return RoundOutcome(result=result, delivered=self.delivered,
-                            first_content_at=self.clock.first_content_at)
+                            first_content_at=self.clock.first_content_at,
+                            status=body.status, headers=body.headers, headers_at=self.headers_at)
 
     def failed(self, error: PromptKitError) -> RoundOutcome:
         return RoundOutcome(error=error, delivered=self.delivered)
@@ -461,7 +463,8 @@ class AsyncConversation(ConversationCore):
     async def aclose(self) -> None:
         """Close the conversation (and stop its MCP servers); later turns raise
         ConversationClosedError. Idempotent."""
-        self._closed = True
+        self._closing()
+        await self._watch.drain()
         if self._mcp_servers:
             await asyncio.to_thread(self._release_mcp_servers)
 

@@ -31,6 +31,8 @@ from promptkit.engine.tool_round import (
     result_from_value,
 )
 from promptkit.engine.turn import TurnPlan
+from promptkit.observe.setup import ObserveOptions
+from promptkit.observe.watch import ConversationWatch
 from promptkit.tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
@@ -65,6 +67,8 @@ class ConversationCore:
         on_conflict: Literal["raise", "reload"] = "raise",
         response_format: Any = None,
         options: CallOptions = NO_OPTIONS,
+        observe: ObserveOptions | None = None,
+        watch: ConversationWatch | None = None,
     ) -> None:
         self._pack = pack
         self._prompt = prompt
@@ -85,6 +89,10 @@ class ConversationCore:
         self._turn_lock = threading.Lock()
         self._closed = False
         self._history: TurnHistory | None = None  # see TurnHistory; only turns touch it
+        self._watch = watch or ConversationWatch(
+            conversation_id=self._id, pack_id=pack.id, pack_version=pack.version,
+            prompt_name=prompt.name, base_url=_base_url(binding),
+            options=observe)
 
     # --- identity ------------------------------------------------------------------------
 
@@ -119,6 +127,24 @@ class ConversationCore:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(id={self._id!r}, prompt={self._prompt.name!r}, "
                 f"provider={self.provider!r}, model={self.model!r})")
+
+    # --- events --------------------------------------------------------------------------
+
+    def on(self, name: str, handler: Callable[[Any], Any]) -> None:
+        """Call ``handler(event)`` (a :class:`promptkit.Event`) for each event named ``name``:
+        an exact name (``"turn.completed"``), a prefix (``"tool.call.*"``) or ``"*"``.
+
+        Handlers may be ``async def``; one that raises is logged and never breaks a turn.
+        Unknown names raise ValueError (listing the names); non-callables TypeError. The
+        events and their data: ``docs/observability.md``.
+        """
+        self._watch.on(name, handler)
+
+    def _closing(self) -> None:
+        """Emit ``conversation.closed`` the first time the conversation closes."""
+        if not self._closed:
+            self._closed = True
+            self._watch.closed()
 
     # --- variables -----------------------------------------------------------------------
 
@@ -366,6 +392,8 @@ class ConversationCore:
             retry=self._retry,
             deadline=turn_deadline(self._timeouts, timeout, now),
             started=now,
+            observer=self._watch.turn(provider=self.provider, model=self.model, system=system,
+                                      user_message=user, parameters=self._prompt.parameters),
         )
 
     # --- held tool calls (shared by both drivers; pure) ----------------------------------
@@ -404,7 +432,7 @@ class ConversationCore:
             "timeouts": self._timeouts, "max_retries": self._retry.max_retries,
             "on_conflict": self._on_conflict, "response_format": self._output,
             "options": self._options,
-            "tools": self._tools.copy(),
+            "tools": self._tools.copy(), "watch": self._watch.fork(conversation_id),
             "mcp_servers": [server.retain() for server in self._mcp_servers],
         }
 
@@ -453,6 +481,12 @@ def _user_message(message: str | Message, images: Iterable[MediaSource] | None =
 
     parts = [*message.extra.get("parts", ()), *media_parts_for(images, documents)]
     return replace(message, extra={**message.extra, "parts": parts})
+
+
+def _base_url(binding: Binding) -> str:
+    """The provider endpoint's URL (for logs and ``server.address``), or ``""``."""
+    endpoint = getattr(binding.dialect, "endpoint", None)
+    return str(getattr(endpoint, "base_url", "") or "")
 
 
 def new_conversation_id() -> str:

@@ -11,6 +11,7 @@ from promptkit.conversation.store_binding import MetadataBinding, accepts_metada
 from promptkit.engine.output import output_spec
 from promptkit.engine.sampling import call_options
 from promptkit.engine.timeouts import Timeouts
+from promptkit.observe.setup import ObserveOptions
 from promptkit.pack.variables import VariableSet
 from promptkit.providers._select import resolve_provider
 from promptkit.stores._protocol import check_conversation_id
@@ -50,6 +51,7 @@ def _conversation_kwargs(
     seed: int | None = None,
     extra_headers: Mapping[str, str] | None = None,
     extra_body: Mapping[str, Any] | None = None,
+    observe: ObserveOptions | None = None,
 ) -> dict[str, Any]:
     spec = pack.prompt(prompt)
     if max_retries < 0:
@@ -80,8 +82,15 @@ def _conversation_kwargs(
         "store": store, "conversation_id": conversation_id,
         "timeouts": timeouts or _DEFAULT_TIMEOUTS,
         "max_retries": max_retries, "on_conflict": on_conflict,
-        "response_format": output, "options": options,
+        "response_format": output, "options": options, "observe": observe,
     }
+
+
+def _observe(tracer_provider: Any, meter_provider: Any, capture_content: bool | None
+             ) -> ObserveOptions | None:
+    if tracer_provider is None and meter_provider is None and capture_content is None:
+        return None
+    return ObserveOptions(tracer_provider, meter_provider, capture_content)
 
 
 def _as_pack(pack: str | os.PathLike[str] | Pack) -> Pack:
@@ -115,6 +124,9 @@ def open(
     seed: int | None = None,
     extra_headers: Mapping[str, str] | None = None,
     extra_body: Mapping[str, Any] | None = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    capture_content: bool | None = None,
 ) -> Conversation:
     """Open a conversation with prompt ``prompt`` of the pack at ``pack`` (a path or a Pack).
 
@@ -131,6 +143,9 @@ def open(
     added to every request (never credentials: use ``api_key``), ``extra_body`` is merged into
     every JSON body (for OpenAI-compatible servers' own fields). Bad values raise
     InvalidParameterError here.
+    ``tracer_provider`` / ``meter_provider`` (OpenTelemetry, extra ``otel``) trace and
+    measure its turns; ``capture_content=True`` records messages on the spans
+    (docs/observability.md).
 
         conv = promptkit.open("hello.pack.json", "chat", variables={"user_name": "Ada"})
     """
@@ -142,7 +157,8 @@ def open(
         timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses,
         api=api, on_conflict=on_conflict, response_format=response_format,
         temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
-        extra_headers=extra_headers, extra_body=extra_body))
+        extra_headers=extra_headers, extra_body=extra_body,
+        observe=_observe(tracer_provider, meter_provider, capture_content)))
 
 
 def open_async(
@@ -169,6 +185,9 @@ def open_async(
     seed: int | None = None,
     extra_headers: Mapping[str, str] | None = None,
     extra_body: Mapping[str, Any] | None = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    capture_content: bool | None = None,
 ) -> AsyncConversation:
     """The asyncio twin of :func:`open`; use with ``async with``.
 
@@ -182,4 +201,5 @@ def open_async(
         timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses,
         api=api, on_conflict=on_conflict, response_format=response_format,
         temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
-        extra_headers=extra_headers, extra_body=extra_body))
+        extra_headers=extra_headers, extra_body=extra_body,
+        observe=_observe(tracer_provider, meter_provider, capture_content)))

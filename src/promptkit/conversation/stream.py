@@ -16,6 +16,7 @@ later, in a task the event loop schedules for it. Nothing of an abandoned turn i
 
 from __future__ import annotations
 
+import sys
 import time
 import weakref
 from collections.abc import Generator
@@ -75,10 +76,14 @@ class TurnRun:
 
     def release(self) -> None:
         """Let the conversation start its next turn (idempotent; a turn that never started
-        holds nothing, and may not start afterwards)."""
+        holds nothing, and may not start afterwards). A started turn is over then: its
+        observer hears how it ended (``sys.exc_info()``: the close or cancellation under way)."""
         if not self._released:
             self._released = True
             if self._started:
+                observer = self.plan.observer
+                if observer is not None:
+                    observer.turn_ended(self.response, self.error or sys.exc_info()[1])
                 self.conversation._end_turn()
 
     @property
@@ -123,6 +128,8 @@ class TurnRun:
         self.loaded = loaded
         self.version = loaded.version
         history = loaded.messages
+        if self.plan.observer is not None:
+            self.plan.observer.turn_started(sum(m.role == "user" for m in loaded.visible))
         if self.plan.user_message is None:
             self.history = loaded.visible
             self.resume = resume_items(history)

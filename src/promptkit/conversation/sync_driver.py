@@ -166,6 +166,7 @@ class _SyncTurn(TurnRun):
                     http_request, connect_timeout=min(connect, wait_for), read_timeout=wait_for)
             except ReadTimeout:
                 raise clock.expired_error() from None
+            headers_at = time.monotonic()
             if body.status >= 300:
                 data = body.read_all(max(0.001, clock.limit - time.monotonic()))
                 raise binding.dialect.map_error(body.status, body.headers, data)
@@ -194,7 +195,8 @@ class _SyncTurn(TurnRun):
                 yield chunk
             result = decoder.finish()
             return RoundOutcome(result=result, delivered=delivered,
-                                first_content_at=clock.first_content_at)
+                                first_content_at=clock.first_content_at,
+                                status=body.status, headers=body.headers, headers_at=headers_at)
         except APIConnectionError as exc:
             return RoundOutcome(error=connection_error(exc, decoder), delivered=delivered)
         except PromptKitError as exc:
@@ -364,7 +366,7 @@ class Conversation(ConversationCore):
     def close(self) -> None:
         """Close the conversation (and stop its MCP servers); later turns raise
         ConversationClosedError. Idempotent."""
-        self._closed = True
+        self._closing()
         self._release_mcp_servers()
 
     def __enter__(self) -> Conversation:

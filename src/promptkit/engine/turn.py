@@ -33,6 +33,7 @@ from promptkit.engine.held import (
     resolved_result,
 )
 from promptkit.engine.messages import Message, ToolCall, ToolResult, Usage
+from promptkit.engine.observer import TurnObserver
 from promptkit.engine.output import OutputSpec
 from promptkit.engine.pricing import cost_of
 from promptkit.engine.retry import RetryPolicy
@@ -87,6 +88,11 @@ class RoundOutcome:
     error: PromptKitError | None = None
     delivered: bool = False
     first_content_at: float | None = None
+    # for observers (logs, traces): the reply's HTTP status and headers, and when they
+    # arrived (time.monotonic())
+    status: int | None = None
+    headers: Mapping[str, str] | None = None
+    headers_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +127,8 @@ class TurnPlan:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     deadline: float = float("inf")
     started: float = 0.0
+    observer: TurnObserver | None = None
+    """Told of each step (``engine/observer.py``); ``None`` when nobody watches."""
 
 
 def run_turn(plan: TurnPlan, history: tuple[Message, ...],
@@ -141,7 +149,7 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
             response_format=plan.response_format,
             extra_headers=plan.extra_headers, extra_body=plan.extra_body,
         )
-        outcome = yield from _call_with_retries(request, plan.retry)
+        outcome = yield from _call_with_retries(request, plan.retry, plan.observer)
         if state.first_content_at is None:
             state.first_content_at = outcome.first_content_at
         assert outcome.result is not None
@@ -179,6 +187,8 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
         yield from _run_and_record(round_plan, state, added)
         if round_plan.held:
             for call, kind, reason in round_plan.held:
+                if kind == "approval" and plan.observer is not None:
+                    plan.observer.approval_required(call, reason)
                 chunk_type = ChunkType.APPROVAL_REQUIRED if kind == "approval" \
                     else ChunkType.CLIENT_TOOL
                 yield Emit(StreamChunk(type=chunk_type, tool_call=call, text=reason))
@@ -240,13 +250,19 @@ def _run_and_record(round_plan: RoundPlan, state: _TurnState, added: list[Messag
                     ) -> Generator[Action, Any, None]:
     """Run a round's invocations, then record and emit every result in call order."""
     slots = round_plan.slots
+    observer = state.plan.observer
     if round_plan.runs:
+        if observer is not None:
+            for run in round_plan.runs:
+                observer.tool_started(run.call)
         ran: Sequence[ToolResult] = yield RunTools(round_plan.runs)
         for run, tool_result in zip(round_plan.runs, ran, strict=True):
             slots[run.index] = tool_result
     for slot in slots:
         if slot is None:  # a held call: its result comes with resume()
             continue
+        if observer is not None:
+            observer.tool_ended(slot)
         state.results.append(slot)
         added.append(Message(role="tool", tool_result=slot))
         yield Emit(StreamChunk(type=ChunkType.TOOL_RESULT, tool_result=slot))
@@ -289,16 +305,22 @@ def _tool_choice(plan: TurnPlan, tool_rounds: int) -> str | None:
 
 
 def _call_with_retries(
-    request: ModelRequest, policy: RetryPolicy
+    request: ModelRequest, policy: RetryPolicy, observer: TurnObserver | None = None
 ) -> Generator[Action, Any, RoundOutcome]:
     attempt = 0
     while True:
+        if observer is not None:
+            observer.call_started(request, attempt)
         outcome: RoundOutcome = yield CallModel(request)
+        if observer is not None:
+            observer.call_ended(request, attempt, outcome)
         if outcome.error is None:
             return outcome
         delay = None if outcome.delivered else policy.delay(attempt, outcome.error)
         if delay is None:
             raise outcome.error
+        if observer is not None:
+            observer.call_retried(attempt, outcome.error, delay)
         attempt += 1
         yield Backoff(delay)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import logging
 import os
 import re
 import socket
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
 
 from promptkit._errors import ToolError, present_as_promptkit
+from promptkit._redact import redact as _redact_text
 from promptkit._redact import register_header_secrets, register_secret
 from promptkit.engine.tool_round import ToolContext
 
@@ -184,6 +186,22 @@ def _text(value: Any) -> str:
         value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+_logger = logging.getLogger("promptkit.tools")
+
+
+def _log_call(call: _Call, status: int | None, started: float,
+              error: BaseException | None = None) -> None:
+    """DEBUG: one HTTP tool request (its display URL, already without redacted fields)."""
+    if not _logger.isEnabledFor(logging.DEBUG):
+        return
+    message = (f"HTTP tool {call.method} {call.display} "
+               f"status={'-' if status is None else status} "
+               f"duration={time.monotonic() - started:.3f}s")
+    if error is not None:
+        message += f" error={type(error).__name__}: {error}"
+    _logger.debug(_redact_text(message))
+
+
 def _check_header(name: str, value: str) -> None:
     """Refuse header names and values http.client would reject, without echoing the value."""
     bad = not isinstance(value, str) or any(c in "\r\n\0" or ord(c) > 255 for c in value)
@@ -313,7 +331,14 @@ class HTTPTool:
         call = self._request(dict(args or {}), now + limit, limit)
         headers, secrets = self._call_headers()
         call.secrets += secrets
-        reply, data, truncated = self._fetch(call, headers)
+        for secret in secrets:  # configured header values: no log line or error shows them
+            register_secret(secret)
+        try:
+            reply, data, truncated = self._fetch(call, headers)
+        except Exception as exc:
+            _log_call(call, None, now, exc)
+            raise
+        _log_call(call, reply.status, now)
         content_type = reply.getheader("content-type") or ""
         value = self._scrub(_decode(data, content_type, truncated), call.secrets) if data else None
         if truncated:

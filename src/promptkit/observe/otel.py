@@ -1,0 +1,156 @@
+"""OpenTelemetry spans and metrics for turns, model calls and tool calls (extra ``otel``).
+
+The only module of promptkit that imports ``opentelemetry`` (the API package; any SDK or
+exporter the application configures does the rest). ``watch.TurnWatch`` decides what to
+record; :class:`Telemetry` holds the tracer and the instruments of one pair of providers and
+makes every call safe: an exporter or SDK that raises is logged and the turn goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from promptkit.observe import logs
+from promptkit.observe import semconv as sc
+from promptkit.observe.setup import ObserveOptions, require_otel
+
+__all__ = ["Telemetry", "telemetry_for"]
+
+_SCOPE = "promptkit"
+
+
+_cache: dict[tuple[int, int, bool], Telemetry] = {}
+
+
+def telemetry_for(options: ObserveOptions) -> Telemetry:
+    """The (shared) Telemetry of these providers: a conversation per request costs no new
+    tracer or instruments."""
+    key = (id(options.tracer_provider), id(options.meter_provider),
+           bool(options.capture_content))
+    found = _cache.get(key)
+    if found is None or found.options.tracer_provider is not options.tracer_provider \
+            or found.options.meter_provider is not options.meter_provider:
+        found = _cache[key] = Telemetry(options)
+    return found
+
+
+def _version() -> str:
+    """promptkit's version, for the instrumentation scope."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("promptkit-sdk")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
+def _epoch_ns(monotonic: float | None) -> int | None:
+    """A ``time.monotonic()`` instant as the epoch nanoseconds spans want."""
+    if monotonic is None:
+        return None
+    return time.time_ns() - int((time.monotonic() - monotonic) * 1e9)
+
+
+class Telemetry:
+    """A tracer and the GenAI client histograms, for the spans a TurnWatch opens and ends."""
+
+    def __init__(self, options: ObserveOptions) -> None:
+        trace, metrics = require_otel()
+        from opentelemetry import context
+
+        self._trace = trace
+        self._context = context
+        self.options = options
+        self.capture_content = bool(options.capture_content)
+        self._status_error = trace.Status(trace.StatusCode.ERROR)
+        provider = options.tracer_provider or trace.get_tracer_provider()
+        scope_version = _version()
+        self.tracer = provider.get_tracer(_SCOPE, scope_version)
+        meter_provider = options.meter_provider or metrics.get_meter_provider()
+        meter = meter_provider.get_meter(_SCOPE, scope_version)
+        self.token_usage = meter.create_histogram(
+            sc.GEN_AI_CLIENT_TOKEN_USAGE, unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=sc.TOKEN_BUCKETS)
+        self.duration = meter.create_histogram(
+            sc.GEN_AI_CLIENT_OPERATION_DURATION, unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS)
+        self._evals: dict[str, Any] = {}
+        self._meter = meter
+
+    def current_context(self) -> Any:
+        """The caller's context now (its open span parents the turn's span)."""
+        try:
+            return self._context.get_current()
+        except Exception as exc:
+            logs.handler_failed(self, "context", exc)
+            return None
+
+    def start_span(self, name: str, parent: Any, attributes: dict[str, Any], *,
+                   start: float | None = None, child_of_span: bool = False,
+                   client: bool = False) -> Any:
+        """Start a span under ``parent`` (a context, or a span with ``child_of_span``)."""
+        try:
+            trace = self._trace
+            context = parent
+            if child_of_span:
+                context = None if parent is None else trace.set_span_in_context(parent)
+            kind = trace.SpanKind.CLIENT if client else trace.SpanKind.INTERNAL
+            return self.tracer.start_span(name, context=context, kind=kind,
+                                          attributes=attributes, start_time=_epoch_ns(start))
+        except Exception as exc:
+            logs.handler_failed(self, f"span {name}", exc)
+            return None
+
+    def end_span(self, span: Any, attributes: dict[str, Any], error_type: str | None,
+                 description: str | None = None) -> None:
+        """Set the closing attributes (``error.type`` and ERROR status on failure), end it."""
+        if span is None:
+            return
+        try:
+            if attributes:
+                span.set_attributes(attributes)
+            if error_type is not None:
+                span.set_attribute(sc.ERROR_TYPE, error_type)
+                span.set_status(self._trace.Status(self._trace.StatusCode.ERROR,
+                                                   description or error_type))
+            span.end()
+        except Exception as exc:
+            logs.handler_failed(self, "span end", exc)
+
+    def record_call(self, attributes: dict[str, Any], *, duration: float,
+                    input_tokens: int | None, output_tokens: int | None) -> None:
+        """The metrics of one model call; ``attributes`` are the metric attributes. (Time to
+        first chunk is a span attribute, not a third histogram: each record costs the SDK
+        about as much as a span attribute set, and the conventions list it as optional.)"""
+        try:
+            self.duration.record(duration, attributes)
+            if input_tokens is not None:
+                self.token_usage.record(input_tokens,
+                                        {**attributes, sc.GEN_AI_TOKEN_TYPE: "input"})
+            if output_tokens is not None:
+                self.token_usage.record(output_tokens,
+                                        {**attributes, sc.GEN_AI_TOKEN_TYPE: "output"})
+        except Exception as exc:
+            logs.handler_failed(self, "metrics", exc)
+
+    def record_eval(self, result: Any, prompt_name: str) -> None:
+        """An eval's score (or pass/fail as 1/0) on its metric: a histogram named by the
+        eval's ``metric`` (``promptkit.eval`` when it has none)."""
+        try:
+            metric = getattr(result, "metric", None)
+            name = getattr(metric, "name", None) or (metric if isinstance(metric, str)
+                                                     else sc.PROMPTKIT_EVAL_METRIC)
+            instrument = self._evals.get(name)
+            if instrument is None:
+                instrument = self._evals[name] = self._meter.create_histogram(
+                    name, unit="1", description="promptkit eval score")
+            score = getattr(result, "score", None)
+            value = float(score) if isinstance(score, int | float) else \
+                float(bool(getattr(result, "passed", False)))
+            instrument.record(value, {"promptkit.eval.id": str(getattr(result, "id", "")),
+                                      sc.PROMPTKIT_PROMPT_NAME: prompt_name})
+        except Exception as exc:
+            logs.handler_failed(self, "eval metric", exc)
