@@ -508,8 +508,11 @@ def test_tool_result_followup_matches_the_recorded_request() -> None:
         ],
         tools=[ToolDefinition(name="get_capital", description="", parameters=params)],
         tool_choice="auto")
-    # documented difference: ToolDefinition has no "strict" flag, so we never send it
+    # documented differences: ToolDefinition has no "strict" flag, so we never send it; the
+    # assistant's content is "" (not null), which llama-cpp-python's server also accepts
     del recorded["tools"][0]["function"]["strict"]
+    assert recorded["messages"][1]["content"] is None
+    recorded["messages"][1]["content"] = ""
     assert body_of(request) == recorded
 
 
@@ -536,7 +539,22 @@ def test_parallel_tool_results_followup_matches_the_constructed_request() -> Non
                               description=t["function"]["description"],
                               parameters=t["function"]["parameters"])
                for t in recorded["tools"]])
+    recorded["messages"][1]["content"] = ""  # "" where the recording has null (see above)
     assert body_of(request) == recorded
+
+
+def test_assistant_tool_calls_carry_string_content_never_null() -> None:
+    """llama-cpp-python's server answers 500 to ``content: null`` and to a missing
+    ``content``; OpenAI and vLLM take ``""`` as well, so ``""`` goes to every server."""
+    calls = (ToolCall(id="c1", name="f", arguments={}),)
+    request = ModelRequest(model="m", system="", messages=[
+        Message(role="user", text="go"),
+        Message(role="assistant", tool_calls=calls),
+        Message(role="tool", tool_result=ToolResult(call_id="c1", name="f", content="ok")),
+        Message(role="assistant", text="Again.", tool_calls=calls)])
+    assistants = [m for m in body_of(request)["messages"] if m["role"] == "assistant"]
+    assert [m["content"] for m in assistants] == ["", "Again."]
+    assert all(isinstance(m["content"], str) and m["tool_calls"] for m in assistants)
 
 
 def test_headers_url_and_secrets() -> None:

@@ -14,7 +14,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, overload
 
-from promptkit._errors import ConversationBusyError, ConversationClosedError
+from promptkit._errors import (
+    ConversationBusyError,
+    ConversationClosedError,
+    ToolNotRegisteredError,
+)
 from promptkit.conversation.kept import KEPT, TurnHistory
 from promptkit.engine.dialect import ToolDefinition
 from promptkit.engine.held import PendingToolCall, decision_message, pending_calls, visible
@@ -296,6 +300,25 @@ class ConversationCore:
                                                   parameters=tool.schema))
         return tuple(definitions)
 
+    def _wire_tool_choice(self, offered: Sequence[ToolDefinition]) -> str | None:
+        """The ``tool_choice`` the engine sends: ``None`` for ``"auto"``, the mode, or the
+        model-visible name of the forced tool (the pack lists tools by key).
+
+        Raises :class:`ToolNotRegisteredError` (before any network call) when the forced tool
+        is not offered on this turn: no handler is registered for it, or it is blocklisted.
+        """
+        policy = self._prompt.tool_policy
+        key = policy.forced_tool
+        if key is None:
+            return None if policy.tool_choice == "auto" else policy.tool_choice
+        spec = self._pack.tools.get(key)
+        name = key if spec is None else spec.name
+        if offered and all(definition.name != name for definition in offered):
+            raise ToolNotRegisteredError(
+                f"prompt {self._prompt.name!r} forces tool {key!r} (tool_policy.tool_choice) "
+                f"but it is not offered: register a handler with conv.on_tool({key!r}, ...)")
+        return name
+
     # --- turns ---------------------------------------------------------------------------
 
     def _check_can_start(self) -> None:
@@ -370,7 +393,7 @@ class ConversationCore:
         tools = self._tool_definitions(handlers)
         policy = self._prompt.tool_policy
         now = time.monotonic()
-        tool_choice = policy.tool_choice if policy.tool_choice != "auto" else None
+        tool_choice = self._wire_tool_choice(tools)
         return TurnPlan(
             conversation_id=self._id,
             provider=self.provider,

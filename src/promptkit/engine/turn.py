@@ -145,7 +145,7 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
         request = ModelRequest(
             model=plan.model, system=plan.system, messages=history + tuple(added),
             tools=plan.tools, parameters=plan.parameters,
-            tool_choice=_tool_choice(plan, state.tool_rounds),
+            tool_choice=_tool_choice(plan, first_call=not resume and state.tool_rounds == 0),
             response_format=plan.response_format,
             extra_headers=plan.extra_headers, extra_body=plan.extra_body,
         )
@@ -292,14 +292,15 @@ def _resume_calls(resume: tuple[ResumeItem, ...], plan: TurnPlan, state: _TurnSt
     yield from _run_and_record(RoundPlan(runs, slots), state, added)
 
 
-def _tool_choice(plan: TurnPlan, tool_rounds: int) -> str | None:
-    """The pack's ``tool_choice`` for this round.
+def _tool_choice(plan: TurnPlan, *, first_call: bool) -> str | None:
+    """The pack's ``tool_choice`` for this model call.
 
     ``"none"`` holds for the whole turn; forcing a call (``"required"`` or a tool name) applies
-    to the first round only, so the model can answer once it has the tools' results.
+    to the turn's first model call only, so the model can answer once it has the tools'
+    results (a resumed turn's first call already follows results: it is not forced).
     """
     choice = plan.tool_choice if plan.tools else None
-    if choice is not None and choice != "none" and tool_rounds > 0:
+    if choice is not None and choice != "none" and not first_call:
         return None
     return choice
 

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -32,10 +32,10 @@ from promptkit._errors import (
     ValidationIssue,
 )
 from promptkit.pack.model import (
+    TOOL_CHOICE_MODES,
     Pack,
     PromptSpec,
     ProviderHint,
-    ToolChoice,
     ToolPolicy,
     ToolSpec,
     VariableSpec,
@@ -57,7 +57,7 @@ from promptkit.pack.template import CompiledTemplate, compile_template, fragment
 from promptkit.pack.variables import spec_problems
 
 if TYPE_CHECKING:
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, ValidationError
 
 
 __all__ = [
@@ -255,7 +255,7 @@ def _from_data(
         raise PackValidationError(source, [issue])
     if validate:
         body = {key: value for key, value in data.items() if key != "provider"}
-        issues = schema_issues(_validator().iter_errors(body), locator)
+        issues = schema_issues(_schema_errors(body), locator)
         if "provider" in data:
             issues += _provider_issues(data["provider"], locator)
         if issues:
@@ -300,6 +300,21 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(json.loads(schema_text))
 
 
+def _schema_errors(body: Mapping[str, Any]) -> Iterator[ValidationError]:
+    """The schema's complaints, less the one about a ``tool_choice`` naming a tool.
+
+    Naming a tool is an extension to the schema's ``auto``/``required``/``none``; whether the
+    name is one of the prompt's tools is checked by :func:`_lint_tool_choice`.
+    """
+    for error in _validator().iter_errors(body):
+        path = tuple(error.absolute_path)
+        if (error.validator == "enum" and len(path) == 4 and path[0] == "prompts"
+                and path[2:] == ("tool_policy", "tool_choice")
+                and isinstance(error.instance, str) and error.instance):
+            continue
+        yield error
+
+
 # --- building values from validated JSON -----------------------------------------------------
 
 
@@ -316,7 +331,7 @@ def _prompt(key: str, raw: Mapping[str, Any]) -> PromptSpec:
         variables=tuple(_variable(item) for item in raw.get("variables") or ()),
         tools=tuple(str(name) for name in raw.get("tools") or ()),
         tool_policy=ToolPolicy(
-            tool_choice=cast(ToolChoice, policy.get("tool_choice", "auto")),
+            tool_choice=str(policy.get("tool_choice", "auto")),
             max_rounds=int(policy.get("max_rounds", 5)),
             max_tool_calls_per_turn=int(policy.get("max_tool_calls_per_turn", 10)),
             blocklist=tuple(str(name) for name in policy.get("blocklist") or ()),
@@ -408,6 +423,7 @@ def _lint(
                 known = f"it defines: {', '.join(sorted(tools))}" if tools else "it defines none"
                 message = f"tool {tool!r} is not defined in the pack's tools ({known})"
                 errors.append(locator.issue((*base, "tools", index), message))
+        _lint_tool_choice(prompt, base, locator, errors=errors, warnings=warnings)
         template_path = (*base, "system_template")
         _lint_template(prompt.template, template_path, fragments, locator, errors=errors,
                        warnings=warnings)
@@ -433,6 +449,36 @@ def _lint(
                        "tools by key, the model sees the name")
             warnings.append(locator.issue(("tools", key, "name"), message))
     return errors, warnings
+
+
+def _lint_tool_choice(
+    prompt: PromptSpec,
+    base: _Path,
+    locator: Locator,
+    *,
+    errors: list[ValidationIssue],
+    warnings: list[ValidationIssue],
+) -> None:
+    """A ``tool_choice`` naming a tool: one of the prompt's tools, not blocklisted (an error
+    otherwise), and a warning that it is an extension to the PromptPack schema."""
+    name = prompt.tool_policy.forced_tool
+    if name is None:
+        return
+    path = (*base, "tool_policy", "tool_choice")
+    if name not in prompt.tools:
+        listed = (f"its tools are: {', '.join(prompt.tools)}" if prompt.tools
+                  else "it lists no tools")
+        errors.append(locator.issue(path, (
+            f"tool_choice {name!r} is neither a mode ({', '.join(sorted(TOOL_CHOICE_MODES))}) "
+            f"nor one of the prompt's tools ({listed})")))
+    elif name in prompt.tool_policy.blocklist:
+        errors.append(locator.issue(path, (
+            f"tool_choice forces {name!r}, which tool_policy.blocklist never offers")))
+    else:
+        warnings.append(locator.issue(path, (
+            f"tool_choice {name!r} names a tool: an extension to the PromptPack schema "
+            "(which allows auto, required, none); promptkit forces a call to it on each "
+            "turn's first model call")))
 
 
 def _lint_template(

@@ -22,10 +22,12 @@ if TYPE_CHECKING:
     from promptkit.conversation.sync_driver import Conversation
 
 __all__ = [
+    "TOOL_CHOICE_MODES",
     "Pack",
     "PromptSpec",
     "ProviderHint",
     "ToolChoice",
+    "ToolChoiceMode",
     "ToolPolicy",
     "ToolSpec",
     "VariableSpec",
@@ -34,7 +36,11 @@ __all__ = [
 ]
 
 VariableType = Literal["string", "number", "boolean", "object", "array"]
-ToolChoice = Literal["auto", "required", "none"]
+ToolChoiceMode = Literal["auto", "required", "none"]
+#: a :data:`ToolChoiceMode`, or the key of one of the prompt's tools to force a call to it (an
+#: extension to the PromptPack schema, which allows only the modes)
+ToolChoice = ToolChoiceMode | str
+TOOL_CHOICE_MODES: frozenset[str] = frozenset(("auto", "required", "none"))
 
 def frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping or {}))
@@ -90,6 +96,11 @@ class ToolPolicy:
     max_rounds: int = 5
     max_tool_calls_per_turn: int = 10
     blocklist: tuple[str, ...] = ()
+
+    @property
+    def forced_tool(self) -> str | None:
+        """The tool key ``tool_choice`` names, or ``None`` when it is a mode."""
+        return None if self.tool_choice in TOOL_CHOICE_MODES else self.tool_choice
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

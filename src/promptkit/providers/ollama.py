@@ -9,8 +9,9 @@ Request decisions:
 - Tool results go back as ``{"role": "tool", "content", "tool_name", "tool_call_id"}``, one
   message per call in call order; assistant tool calls as ``{"id", "function": {"name",
   "arguments": <object>}}``. Sampling parameters go in ``options`` (``max_tokens`` is
-  ``num_predict``). Ollama has no ``tool_choice``: ``"none"`` sends no tools, other values
-  are not enforceable and are ignored.
+  ``num_predict``). Ollama has no ``tool_choice``: ``"none"`` sends no tools; ``"required"`` and
+  a tool name cannot be enforced, so the tools are sent as for ``"auto"`` and the model may
+  answer without calling one (the turn then simply ends with its text).
 
 Decoding decisions:
 

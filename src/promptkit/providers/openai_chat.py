@@ -3,6 +3,14 @@
 Works for api.openai.com and every OpenAI-compatible server (Azure, vLLM, llama.cpp,
 LM Studio, OpenRouter ...). Pure: builds the request, decodes the stream, maps errors.
 
+Request decisions:
+
+- An assistant message that called tools carries ``content`` as a string (``""`` when the
+  model wrote no text), never ``null``: OpenAI and vLLM accept both, llama-cpp-python's server
+  refuses ``null`` and a missing ``content`` alike.
+- ``tool_choice``: a mode is sent as is, a tool name as ``{"type": "function", "function":
+  {"name": ...}}``.
+
 Decoding decisions:
 
 - ``data: [DONE]`` is matched before JSON parsing and ends the round. A server that never
@@ -178,17 +186,16 @@ def _messages(system: str, messages: Sequence[Message]) -> list[dict[str, Any]]:
     for message in messages:
         role = message.role
         if role == "assistant":
-            item: dict[str, Any] = {"role": "assistant"}
+            # content is always a string, "" beside tool calls: OpenAI and vLLM take "" or
+            # null, llama-cpp-python's server takes only a string (null or absent is a 500)
+            item: dict[str, Any] = {"role": "assistant", "content": message.text}
             if message.tool_calls:
-                item["content"] = message.text or None
                 item["tool_calls"] = [
                     {"id": call.id, "type": "function",
                      "function": {"name": call.name,
                                   "arguments": call.raw_arguments or _dumps(call.arguments)}}
                     for call in message.tool_calls
                 ]
-            else:
-                item["content"] = message.text
             out.append(item)
         elif role == "tool":
             result = message.tool_result
