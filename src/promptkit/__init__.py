@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         ConversationClosedError,
         ConversationNotFoundError,
         FirstTokenTimeout,
+        GuardrailError,
         IdleTimeout,
         InvalidVariableError,
         MissingVariableError,
@@ -54,7 +55,10 @@ if TYPE_CHECKING:
         ValidationIssue,
         VariableError,
     )
+    from promptkit.checks.evals import EvalResult
+    from promptkit.checks.problems import EvalConfigWarning, GuardrailConfigWarning
     from promptkit.conversation.async_driver import AsyncConversation, AsyncStream
+    from promptkit.conversation.offline import evaluate
     from promptkit.conversation.opening import open, open_async
     from promptkit.conversation.resuming import (
         PackMismatchError,
@@ -69,6 +73,7 @@ if TYPE_CHECKING:
     from promptkit.engine.pricing import set_price
     from promptkit.engine.timeouts import Timeouts
     from promptkit.engine.tool_round import ToolContext
+    from promptkit.engine.validation import ValidationResult
     from promptkit.pack.loading import load_pack
     from promptkit.pack.model import Pack, PromptSpec, ToolPolicy, ToolSpec, VariableSpec
     from promptkit.tools.http import (
@@ -97,11 +102,15 @@ _LAZY: dict[str, str] = {
     "ChunkType": ".engine.chunks",
     "ConnectTimeout": "._errors",
     "ContextLengthError": "._errors",
+    "EvalConfigWarning": ".checks.problems",
+    "EvalResult": ".checks.evals",
     "Conversation": ".conversation.sync_driver",
     "ConversationBusyError": "._errors",
     "ConversationClosedError": "._errors",
     "ConversationNotFoundError": "._errors",
     "FirstTokenTimeout": "._errors",
+    "GuardrailConfigWarning": ".checks.problems",
+    "GuardrailError": "._errors",
     "HTTPTool": ".tools.http",
     "HTTPToolError": ".tools.http",
     "HTTPToolRefusedError": ".tools.http",
@@ -152,8 +161,10 @@ _LAZY: dict[str, str] = {
     "TurnTimeout": "._errors",
     "Usage": ".engine.messages",
     "ValidationIssue": "._errors",
+    "ValidationResult": ".engine.validation",
     "VariableError": "._errors",
     "VariableSpec": ".pack.model",
+    "evaluate": ".conversation.offline",
     "load_pack": ".pack.loading",
     "resume": ".conversation.resuming",
     "resume_async": ".conversation.resuming",
@@ -176,7 +187,11 @@ __all__ = [
     "ConversationBusyError",
     "ConversationClosedError",
     "ConversationNotFoundError",
+    "EvalConfigWarning",
+    "EvalResult",
     "FirstTokenTimeout",
+    "GuardrailConfigWarning",
+    "GuardrailError",
     "HTTPTool",
     "HTTPToolError",
     "HTTPToolRefusedError",
@@ -227,9 +242,11 @@ __all__ = [
     "TurnTimeout",
     "Usage",
     "ValidationIssue",
+    "ValidationResult",
     "VariableError",
     "VariableSpec",
     "__version__",
+    "evaluate",
     "load_pack",
     "open",
     "open_async",

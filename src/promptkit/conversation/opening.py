@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from promptkit.conversation.core import new_conversation_id
@@ -17,7 +17,7 @@ from promptkit.stores.memory import MemoryStore
 if TYPE_CHECKING:
     from promptkit.conversation.async_driver import AsyncConversation
     from promptkit.conversation.sync_driver import Conversation
-    from promptkit.pack.model import Pack
+    from promptkit.pack.model import Pack, PromptSpec
 
 __all__ = ["open", "open_async"]
 
@@ -41,6 +41,12 @@ def _conversation_kwargs(
     api: str | None = None,
     on_conflict: str = "raise",
     response_format: Mapping[str, Any] | None = None,
+    validators: Mapping[str, Any] | None = None,
+    guardrails: Sequence[Mapping[str, Any]] | None = None,
+    guardrails_mode: str | None = None,
+    evals: Mapping[str, Any] | bool | None = None,
+    judge: Any = None,
+    max_concurrent_evals: int = 10,
 ) -> dict[str, Any]:
     spec = pack.prompt(prompt)
     if max_retries < 0:
@@ -68,7 +74,42 @@ def _conversation_kwargs(
         "timeouts": timeouts or _DEFAULT_TIMEOUTS,
         "max_retries": max_retries, "on_conflict": on_conflict,
         "response_format": response_format,
+        **_check_kwargs(pack, spec, validators=validators, guardrails=guardrails,
+                        guardrails_mode=guardrails_mode, evals=evals, judge=judge,
+                        max_concurrent_evals=max_concurrent_evals),
     }
+
+
+def _check_kwargs(pack: Pack, spec: PromptSpec, *, validators: Mapping[str, Any] | None,
+                  guardrails: Sequence[Mapping[str, Any]] | None, guardrails_mode: str | None,
+                  evals: Mapping[str, Any] | bool | None, judge: Any,
+                  max_concurrent_evals: int) -> dict[str, Any]:
+    """Guardrails and evals compiled from the pack and the open() options (``checks/``)."""
+    if max_concurrent_evals < 1:
+        raise ValueError("max_concurrent_evals must be 1 or more")
+    if guardrails_mode not in (None, "enforce", "monitor"):
+        raise ValueError(f"guardrails_mode must be 'enforce' or 'monitor', "
+                         f"not {guardrails_mode!r}")
+    options: dict[str, Any] = {}
+    if spec.validators or guardrails:
+        from promptkit.checks.guardrails import compile_guardrails
+
+        options["guardrails"] = compile_guardrails(
+            pack, spec, validators=validators, guardrails=guardrails, mode=guardrails_mode)
+    declared = pack.raw.get("evals") or spec.raw.get("evals")
+    if evals is not False and declared:
+        from promptkit.checks.evals import compile_evals
+
+        custom = evals if isinstance(evals, Mapping) else None
+        compiled = compile_evals(pack, spec, custom=custom)
+        if compiled:
+            options["evals"] = compiled
+            options["max_concurrent_evals"] = max_concurrent_evals
+            if judge is not None and any(e.is_judge for e in compiled):
+                from promptkit.conversation.evaluating import judge_binding
+
+                options["judge"] = judge_binding(judge, None)
+    return options
 
 
 def _as_pack(pack: str | os.PathLike[str] | Pack) -> Pack:
@@ -95,6 +136,12 @@ def open(
     api: str | None = None,
     on_conflict: Literal["raise", "reload"] = "raise",
     response_format: Mapping[str, Any] | None = None,
+    validators: Mapping[str, Any] | None = None,
+    guardrails: Sequence[Mapping[str, Any]] | None = None,
+    guardrails_mode: Literal["enforce", "monitor"] | None = None,
+    evals: Mapping[str, Any] | bool | None = None,
+    judge: Any = None,
+    max_concurrent_evals: int = 10,
 ) -> Conversation:
     """Open a conversation with prompt ``prompt`` of the pack at ``pack`` (a path or a Pack).
 
@@ -106,6 +153,14 @@ def open(
     ``response_format`` (a JSON Schema, or ``{"type": "json_object"}``) asks for JSON answers
     in each provider's native structured-output form.
 
+    Guardrails and evals (``docs/guardrails.md``): ``validators={"type": fn}`` registers
+    custom validator types (``fn(text, params)`` → bool or ValidationResult, may be async),
+    ``guardrails=[{"type": ..., "params": {...}}]`` adds validators in code,
+    ``guardrails_mode="monitor"`` records violations without blocking; ``evals={"type": fn}``
+    registers custom eval types and ``evals=False`` turns evals off, ``judge=`` picks the
+    ``llm_judge`` model (``"provider:model"`` or a mapping; default this conversation's),
+    ``max_concurrent_evals`` bounds the background evals.
+
         conv = promptkit.open("hello.pack.json", "chat", variables={"user_name": "Ada"})
     """
     from promptkit.conversation.sync_driver import Conversation
@@ -114,7 +169,9 @@ def open(
         _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,
         base_url=base_url, variables=variables, store=store, conversation_id=conversation_id,
         timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses,
-        api=api, on_conflict=on_conflict, response_format=response_format))
+        api=api, on_conflict=on_conflict, response_format=response_format,
+        validators=validators, guardrails=guardrails, guardrails_mode=guardrails_mode,
+        evals=evals, judge=judge, max_concurrent_evals=max_concurrent_evals))
 
 
 def open_async(
@@ -134,6 +191,12 @@ def open_async(
     api: str | None = None,
     on_conflict: Literal["raise", "reload"] = "raise",
     response_format: Mapping[str, Any] | None = None,
+    validators: Mapping[str, Any] | None = None,
+    guardrails: Sequence[Mapping[str, Any]] | None = None,
+    guardrails_mode: Literal["enforce", "monitor"] | None = None,
+    evals: Mapping[str, Any] | bool | None = None,
+    judge: Any = None,
+    max_concurrent_evals: int = 10,
 ) -> AsyncConversation:
     """The asyncio twin of :func:`open`; use with ``async with``.
 
@@ -145,4 +208,6 @@ def open_async(
         _as_pack(pack), prompt, provider=provider, model=model, api_key=api_key,
         base_url=base_url, variables=variables, store=store, conversation_id=conversation_id,
         timeouts=timeouts, max_retries=max_retries, mock_responses=mock_responses,
-        api=api, on_conflict=on_conflict, response_format=response_format))
+        api=api, on_conflict=on_conflict, response_format=response_format,
+        validators=validators, guardrails=guardrails, guardrails_mode=guardrails_mode,
+        evals=evals, judge=judge, max_concurrent_evals=max_concurrent_evals))

@@ -9,6 +9,7 @@ from typing import Any
 from promptkit._errors import PromptKitError
 from promptkit.engine.held import PendingToolCall
 from promptkit.engine.messages import Message, ToolCall, ToolResult, Usage
+from promptkit.engine.validation import ValidationResult
 
 __all__ = ["ChunkType", "Response", "StreamChunk"]
 
@@ -30,6 +31,9 @@ class ChunkType(enum.Enum):
     CLIENT_TOOL = "client_tool"
     """``chunk.tool_call`` is for a client-side tool: run it, ``send_tool_result()``, then
     ``resume()``."""
+    VALIDATION = "validation"
+    """A guardrail blocked the turn: ``chunk.validation`` is the failed result
+    (``blocked=True``); replace what was shown with the DONE response's text."""
     DONE = "done"
     """The turn completed; ``chunk.response`` is the full :class:`Response`. Always last."""
     ERROR = "error"
@@ -61,6 +65,8 @@ class Response:
     messages: tuple[Message, ...]
     pending_tools: tuple[PendingToolCall, ...] = ()
     """Held calls the turn is waiting on (approvals, client tools); empty when complete."""
+    validations: tuple[ValidationResult, ...] = ()
+    """The result of every guardrail that ran this turn (input ones first)."""
 
     def __str__(self) -> str:
         return self.text
@@ -81,6 +87,7 @@ class StreamChunk:
     tool_result: ToolResult | None = None
     response: Response | None = None
     error: PromptKitError | None = None
+    validation: ValidationResult | None = None
 
 
 _new = object.__new__
@@ -91,6 +98,7 @@ _set_tool_call = _slots["tool_call"].__set__
 _set_tool_result = _slots["tool_result"].__set__
 _set_response = _slots["response"].__set__
 _set_error = _slots["error"].__set__
+_set_validation = _slots["validation"].__set__
 _TEXT = ChunkType.TEXT
 
 
@@ -104,4 +112,5 @@ def text_chunk(text: str) -> StreamChunk:
     _set_tool_result(chunk, None)
     _set_response(chunk, None)
     _set_error(chunk, None)
+    _set_validation(chunk, None)
     return chunk
