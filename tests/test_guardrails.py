@@ -4,6 +4,7 @@ validators and pack errors, through both drivers over real HTTP."""
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 import warnings
@@ -58,12 +59,12 @@ def whole_word(words: list[str]) -> re.Pattern[str]:
 
 # --- the streaming guarantee, on the guard itself ---------------------------------------------
 
-ALPHABET = st.sampled_from(list("darnhecklbstiDARNHECK _.,!-é1") + ["blast it", " Darn", "DaRn"])
+ALPHABET = st.sampled_from([*list("darnhecklbstiDARNHECK _.,!-é1"), "blast it", " Darn", "DaRn"])
 
 
 def split(text: str, cuts: list[int]) -> list[str]:
     points = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
-    return [text[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
+    return [text[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
 @functools.cache
@@ -336,7 +337,8 @@ def test_wrong_values_fail_the_open_naming_the_path(tmp_path: Path, params: dict
     with pytest.raises(promptkit.PackValidationError) as caught:
         promptkit.open(pack, "chat", provider="mock")
     (issue,) = caught.value.issues
-    assert issue.path.startswith("$.prompts.chat.validators[0].params") and fragment in issue.message
+    assert issue.path.startswith("$.prompts.chat.validators[0].params")
+    assert fragment in issue.message
     assert issue.line is not None
 
 
