@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import promptkit
-from checks_support import compat_pack, text_reply, write_pack
 from promptkit.checks.guardrails import compile_guardrails
 from promptkit.engine.chunks import text_chunk
 from promptkit.engine.guardrails import OutputGuard
 from promptkit.pack.loading import load_pack_from_dict
 from promptkit.testing import FakeServer
 
+from checks_support import compat_pack, text_reply, write_pack
 from support import Driver, kinds, texts
 
 KEY = "sk-test-0123456789abcdefghijklmnop"
