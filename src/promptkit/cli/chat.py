@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from promptkit.conversation.sync_driver import Stream
+    from promptkit.conversation.sync_driver import Conversation, Stream
 
 __all__ = ["run_chat"]
 
@@ -56,6 +56,7 @@ def run_chat(args: argparse.Namespace) -> int:
         return report_error(exc) if isinstance(exc, PromptKitError) else 130
     console.print(f"[dim]{conversation.prompt.name} · {conversation.provider} · "
                   f"{conversation.model} — {HELP}[/]")
+    shown = 0
     with conversation:
         while True:
             try:
@@ -74,6 +75,8 @@ def run_chat(args: argparse.Namespace) -> int:
                 continue
             _answer(console, functools.partial(conversation.stream, message,
                                                timeout=args.timeout))
+            if getattr(args, "evals", False):
+                shown = _print_evals(console, conversation, shown)
 
 
 def _answer(console: Console, start: Callable[[], Stream]) -> Response | None:
@@ -105,7 +108,13 @@ def _answer(console: Console, start: Callable[[], Stream]) -> Response | None:
                     result = chunk.tool_result
                     style = "red" if result.is_error else "dim"
                     console.print(f"[{style}]← {result.content[:200]}[/]")
+                elif chunk.type is ChunkType.VALIDATION and chunk.validation is not None:
+                    blocked = chunk.validation
+                    console.print(f"\n[bold red]⛔ blocked by guardrail {blocked.type}[/] "
+                                  "[dim](the text above is withdrawn; the reply is now:)[/]")
                 elif chunk.type is ChunkType.DONE and chunk.response is not None:
+                    if chunk.response.finish_reason == "safety":
+                        console.print(f"[bold red]ai›[/] [red]{chunk.response.text}[/]", end="")
                     console.print()
                     console.print(f"[dim]{status_line(chunk.response)}[/]")
                 elif chunk.type is ChunkType.ERROR:
@@ -119,3 +128,15 @@ def _answer(console: Console, start: Callable[[], Stream]) -> Response | None:
         if spinning:
             status.stop()
     return stream.response
+
+
+def _print_evals(console: Console, conversation: Conversation, shown: int) -> int:
+    """Wait for the evals of the last answer and print the new results; returns the count."""
+    conversation.wait_evals(timeout=60)
+    results = conversation.eval_results
+    for result in results[shown:]:
+        mark = "[green]✓[/]" if result.passed else "[red]✗[/]"
+        score = "" if result.score is None else f" {result.score:.2f}"
+        detail = f" — {result.message}" if result.message else ""
+        console.print(f"[dim]eval[/] {mark} {result.id} ({result.type}){score}{detail}")
+    return len(results)

@@ -26,6 +26,8 @@ def response_to_json(response: Response) -> dict[str, Any]:
         "duration": round(response.duration, 6),
         "time_to_first_token": response.time_to_first_token,
         "tool_calls": [call.to_dict() for call in response.tool_calls],
+        **({"validations": [v.to_dict() for v in response.validations]}
+           if response.validations else {}),
     }
 
 
@@ -50,6 +52,8 @@ def chunk_to_json(chunk: StreamChunk) -> dict[str, Any]:
         data["response"] = response_to_json(chunk.response)
     elif chunk.error is not None:
         data["error"] = error_to_json(chunk.error)
+    elif chunk.validation is not None:
+        data["validation"] = chunk.validation.to_dict()
     return data
 
 
@@ -77,7 +81,11 @@ def _print_stream(stream: Stream, *, as_json: bool) -> int:
             elif chunk.type is ChunkType.TEXT:
                 sys.stdout.write(chunk.text)
                 sys.stdout.flush()
+            elif chunk.type is ChunkType.VALIDATION and chunk.validation is not None:
+                sys.stdout.write(f"\n[blocked by guardrail {chunk.validation.type}]\n")
             elif chunk.type is ChunkType.DONE:
+                if chunk.response is not None and chunk.response.finish_reason == "safety":
+                    sys.stdout.write(chunk.response.text)
                 sys.stdout.write("\n")
             if chunk.type is ChunkType.ERROR and chunk.error is not None:
                 if not as_json:
