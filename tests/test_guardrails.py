@@ -67,32 +67,37 @@ def split(text: str, cuts: list[int]) -> list[str]:
     return [text[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
+# Word lists of both scan paths: word characters only (the trailing-word fast path), and with a
+# phrase (the general search); overlapping words and a one-letter word too.
+WORD_LISTS = (tuple(BANNED), ("darn", "heck"), ("da", "darn", "d"))
+
+
 @functools.cache
-def compiled(limit: int | None) -> tuple[Any, ...]:
+def compiled(limit: int | None, words: tuple[str, ...]) -> tuple[Any, ...]:
     pack = load_pack_from_dict({
         "id": "p", "name": "p", "version": "1.0.0",
         "template_engine": {"version": "v1", "syntax": "{{variable}}"},
         "prompts": {"chat": {"id": "chat", "name": "c", "version": "1.0.0",
                              "system_template": "x"}}})
-    specs: list[Any] = [{"type": "content_excludes", "params": {"words": BANNED}}]
+    specs: list[Any] = [{"type": "content_excludes", "params": {"words": list(words)}}]
     if limit is not None:
         specs.append({"type": "length", "params": {"max_characters": limit}})
     return compile_guardrails(pack, pack.prompt("chat"), guardrails=specs)
 
 
-def guard_for(limit: int | None) -> OutputGuard:
-    guardrails = compiled(limit)
+def guard_for(limit: int | None, words: tuple[str, ...]) -> OutputGuard:
+    guardrails = compiled(limit, words)
     return OutputGuard(guardrails, [g.stream_scan() for g in guardrails])  # type: ignore[misc]
 
 
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
 @given(pieces=st.lists(ALPHABET, max_size=40), cuts=st.lists(st.integers(0, 400), max_size=12),
-       limit=st.one_of(st.none(), st.integers(0, 60)))
+       limit=st.one_of(st.none(), st.integers(0, 60)), words=st.sampled_from(WORD_LISTS))
 def test_no_released_concatenation_ever_holds_a_banned_word_or_passes_the_limit(
-        pieces: list[str], cuts: list[int], limit: int | None) -> None:
+        pieces: list[str], cuts: list[int], limit: int | None, words: tuple[str, ...]) -> None:
     text = "".join(pieces)
-    guard = guard_for(limit)
-    pattern = whole_word(BANNED)
+    guard = guard_for(limit, words)
+    pattern = whole_word(list(words))
     shown = ""
     for delta in split(text, cuts):
         for chunk in guard.feed([text_chunk(delta)]):

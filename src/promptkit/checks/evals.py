@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptkit._errors import PackValidationError
-from promptkit.checks.problems import EvalConfigWarning, Findings, locator_for
+from promptkit.checks.problems import EvalConfigWarning, Findings
 from promptkit.checks.registry import known_names, lookup, nearest_names
 from promptkit.checks.types import CheckInput, CheckType, InvalidParams, Outcome, UnusableParams
 from promptkit.engine.messages import Message, ToolCall
@@ -105,7 +105,7 @@ class EvalSpec:
 def compile_evals(pack: Pack, prompt: PromptSpec, *,
                   custom: Mapping[str, CustomEval] | None = None) -> tuple[EvalSpec, ...]:
     """The prompt's effective evals; raises for bad values, warns and skips unusable ones."""
-    findings = Findings(locator_for(pack))
+    findings = Findings(pack)
     compiled = _compile_all(pack, prompt, custom or {}, findings)
     if findings.errors:
         raise PackValidationError(pack.path or pack.id or "<pack>",

@@ -10,13 +10,14 @@ the validator; plainly wrong values (a regex that does not compile) fail the ope
 from __future__ import annotations
 
 import inspect
+import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from promptkit._errors import PackValidationError
-from promptkit.checks.problems import Findings, GuardrailConfigWarning, locator_for
+from promptkit.checks.problems import Findings, GuardrailConfigWarning
 from promptkit.checks.registry import known_names, lookup, nearest_names
 from promptkit.checks.types import CheckInput, CheckType, InvalidParams, UnusableParams
 from promptkit.engine.guardrails import DEFAULT_BLOCK_MESSAGE, Direction, StreamScan
@@ -72,15 +73,49 @@ def compile_guardrails(
     """The prompt's guardrails, then those given in code; raises or warns as the module says."""
     if mode not in (None, "enforce", "monitor"):
         raise ValueError(f"guardrails_mode must be 'enforce' or 'monitor', not {mode!r}")
-    findings = Findings(locator_for(pack))
-    compiled = _compile_all(prompt, validators or {}, guardrails or (), mode, findings)
-    if findings.errors:
-        raise PackValidationError(pack.path or pack.id or "<pack>",
-                                  findings.locator.sorted(findings.errors))
-    for issue in findings.warnings:
+    key = _cache_key(pack, prompt, validators, guardrails, mode)
+    cached = None if key is None else _CACHE.get(key)
+    if cached is None:
+        findings = Findings(pack)
+        compiled = _compile_all(prompt, validators or {}, guardrails or (), mode, findings)
+        if findings.errors:
+            raise PackValidationError(pack.path or pack.id or "<pack>",
+                                      findings.locator.sorted(findings.errors))
+        cached = compiled, tuple(findings.warnings)
+        if key is not None:
+            if len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[key] = cached
+    compiled, found = cached
+    for issue in found:
         warnings.warn(f"{issue.path}: {issue.message}; the validator is skipped",
                       GuardrailConfigWarning, stacklevel=4)
     return compiled
+
+
+# Opening many conversations of one prompt (one per request is common) compiles its validators
+# once: the key is what the result depends on; custom functions are kept by identity.
+_CACHE: dict[Any, tuple[tuple[CompiledGuardrail, ...], tuple[Any, ...]]] = {}
+_CACHE_SIZE = 256
+
+
+def _cache_key(pack: Pack, prompt: PromptSpec, validators: Mapping[str, CustomValidator] | None,
+               guardrails: Sequence[Mapping[str, Any]] | None, mode: str | None) -> Any:
+    try:
+        specs = json.dumps([list(prompt.validators), list(guardrails or ())], sort_keys=True,
+                           default=_unserialisable)
+        custom = tuple(sorted((validators or {}).items(), key=lambda item: item[0]))
+        key = (pack.path, pack.id, prompt.name, mode, specs, custom)
+        hash(key)
+    except (TypeError, ValueError):
+        return None
+    return key
+
+
+def _unserialisable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError("not JSON")
 
 
 def guardrail_findings(pack: Pack, findings: Findings) -> None:

@@ -34,11 +34,20 @@ def locator_for(pack: Pack) -> Locator:
 
 @dataclass(slots=True)
 class Findings:
-    """Errors (the open fails) and warnings (the item is skipped) found while compiling."""
+    """Errors (the open fails) and warnings (the item is skipped) found while compiling.
 
-    locator: Locator
+    The pack's file is read (for line and column) only when there is something to report."""
+
+    pack: Pack
     errors: list[ValidationIssue] = field(default_factory=list)
     warnings: list[ValidationIssue] = field(default_factory=list)
+    _locator: Locator | None = None
+
+    @property
+    def locator(self) -> Locator:
+        if self._locator is None:
+            self._locator = locator_for(self.pack)
+        return self._locator
 
     def error(self, path: Sequence[PathElement], message: str) -> None:
         self.errors.append(self._issue(path, message))

@@ -10,6 +10,7 @@ shows it is whole (or the text ends). One compiled regular expression does both 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,23 +27,30 @@ def _prefixes(word: str) -> str:
     return re.escape(word[0]) + pattern
 
 
+_WORD_RUN_REVERSED = re.compile(r"\w*")
+
+
 @dataclass(frozen=True, slots=True)
 class BannedWords:
-    """The compiled word list of one ``content_excludes`` check."""
+    """The compiled word list of one ``content_excludes`` check.
+
+    ``hit`` finds a banned word known to be whole (a character follows it); ``whole`` one at
+    the end of the text too. ``prefix`` (full match) tells whether a text is a prefix of a
+    banned word; it is used when every banned word is made of word characters only (the
+    common case): the held tail can then only be the text's trailing run of word characters.
+    Otherwise ``stream`` finds the hit or the leftmost prefix in one search.
+    """
 
     words: tuple[str, ...]
     whole: re.Pattern[str]
+    hit: re.Pattern[str]
+    prefix: re.Pattern[str] | None
     stream: re.Pattern[str]
+    longest: int
 
     @classmethod
     def of(cls, words: Sequence[str]) -> BannedWords:
-        ordered = tuple(sorted({w for w in words if w}, key=lambda w: (-len(w), w)))
-        alternatives = "|".join(re.escape(w) for w in ordered)
-        whole = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
-        partial = "|".join(_prefixes(w) for w in ordered)
-        stream = re.compile(
-            rf"(?<!\w)(?:(?P<hit>{alternatives})(?=\W)|(?:{partial})\Z)", re.IGNORECASE)
-        return cls(ordered, whole, stream)
+        return _compiled(tuple(sorted({w for w in words if w}, key=lambda w: (-len(w), w))))
 
     def find(self, text: str) -> str | None:
         """The first banned word in ``text`` (as written there), or ``None``."""
@@ -50,26 +58,66 @@ class BannedWords:
         return None if match is None else match.group(0)
 
 
+@functools.lru_cache(maxsize=128)
+def _compiled(ordered: tuple[str, ...]) -> BannedWords:
+    alternatives = "|".join(re.escape(w) for w in ordered)
+    partial = "|".join(_prefixes(w) for w in ordered)
+    whole = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+    hit = re.compile(rf"(?<!\w)(?:{alternatives})(?=\W)", re.IGNORECASE)
+    simple = all(re.fullmatch(r"\w+", w) for w in ordered)
+    prefix = re.compile(f"(?:{partial})", re.IGNORECASE) if simple else None
+    stream = re.compile(
+        rf"(?<!\w)(?:(?P<hit>{alternatives})(?=\W)|(?:{partial})\Z)", re.IGNORECASE)
+    return BannedWords(ordered, whole, hit, prefix, stream, max(map(len, ordered)))
+
+
 class BannedWordScan:
     """Streaming ``content_excludes``: see the module docstring."""
 
-    __slots__ = ("_found", "_stream", "_whole")
+    __slots__ = ("_found", "_hit", "_longest", "_prefix", "_stream", "_whole")
 
     def __init__(self, words: BannedWords) -> None:
         self._stream = words.stream
         self._whole = words.whole
+        self._hit = words.hit
+        self._prefix = words.prefix
+        self._longest = words.longest
         self._found = ""
 
     def safe_prefix(self, pending: str, before: str, released: int) -> int:
-        text = before + pending
-        match = self._stream.search(text, len(before))
+        # Only a match starting inside ``pending`` is possible (see the module docstring);
+        # ``before`` matters only as the word boundary in front of it.
+        prefix = self._prefix
+        if prefix is None:
+            return self._general(before + pending, len(before))
+        head = pending[:1]
+        if before and (head.isalnum() or head == "_"):  # str.isalnum() is re's \w
+            text, offset = before + pending, 1
+        else:  # a banned word (word characters only) cannot start on a non-word character
+            text, offset = pending, 0
+        found = self._hit.search(text, offset)
+        if found is not None:
+            self._found = found.group(0)
+            return -1
+        last = text[-1:]
+        if not (last.isalnum() or last == "_"):
+            return len(pending)  # ends outside a word: nothing can continue a banned word
+        tail = _WORD_RUN_REVERSED.match(text[: -self._longest - 2: -1])
+        run = 0 if tail is None else tail.end()
+        start = len(text) - run
+        if run > self._longest or start < offset or prefix.fullmatch(text, start) is None:
+            return len(pending)  # the trailing word is no banned word's beginning
+        return start - offset
+
+    def _general(self, text: str, offset: int) -> int:
+        match = self._stream.search(text, offset)
         if match is None:
-            return len(pending)
+            return len(text) - offset
         hit = match.group("hit")
         if hit is not None:
             self._found = hit
             return -1
-        return match.start() - len(before)
+        return match.start() - offset
 
     def violates_at_end(self, pending: str, before: str, released: int) -> bool:
         match = self._whole.search(before + pending, len(before))

@@ -16,9 +16,9 @@ def check_issues(pack: Any) -> tuple[list[Any], list[Any]]:
     (unusable parameters, unknown eval types: skipped when it opens)."""
     from promptkit.checks.evals import eval_findings
     from promptkit.checks.guardrails import guardrail_findings
-    from promptkit.checks.problems import Findings, locator_for
+    from promptkit.checks.problems import Findings
 
-    findings = Findings(locator_for(pack))
+    findings = Findings(pack)
     guardrail_findings(pack, findings)
     eval_findings(pack, findings)
     return findings.locator.sorted(findings.errors), findings.locator.sorted(findings.warnings)

@@ -105,27 +105,35 @@ class OutputGuard:
         out: list[StreamChunk] = []
         if self.tripped is not None:
             return out
+        scans = self.scans
         for chunk in chunks:
-            if chunk.type is not _TEXT:
+            if chunk.type is not _TEXT or not chunk.text:
                 out.append(chunk)
                 continue
-            pending = self.pending + chunk.text
-            safe = len(pending)
-            for index, scan in enumerate(self.scans):
-                allowed = scan.safe_prefix(pending, self.before, self.released)
-                if allowed < 0:
-                    self.pending = pending
-                    self.tripped = index
-                    return out
-                safe = min(safe, allowed)
-            if safe:
-                text = pending[:safe]
+            held = self.pending
+            pending = held + chunk.text if held else chunk.text
+            size = safe = len(pending)
+            before = self.before
+            released = self.released
+            for scan in scans:
+                allowed = scan.safe_prefix(pending, before, released)
+                if allowed < safe:
+                    if allowed < 0:
+                        self.pending = pending
+                        self.tripped = scans.index(scan)
+                        return out
+                    safe = allowed
+            if safe == size:  # the usual case: all of it, as the chunk it came in
+                out.append(text_chunk(pending) if held else chunk)
+                self.pending = ""
+            elif safe:
+                out.append(text_chunk(pending[:safe]))
                 self.pending = pending[safe:]
-                self.before = text[-1]
-                self.released += safe
-                out.append(text_chunk(text))
             else:
                 self.pending = pending
+                continue
+            self.before = pending[safe - 1]
+            self.released = released + safe
         return out
 
     def finish(self) -> str | None:
