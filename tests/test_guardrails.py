@@ -92,15 +92,23 @@ def guard_for(limit: int | None, words: tuple[str, ...]) -> OutputGuard:
 
 @settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
 @given(pieces=st.lists(ALPHABET, max_size=40), cuts=st.lists(st.integers(0, 400), max_size=12),
-       limit=st.one_of(st.none(), st.integers(0, 60)), words=st.sampled_from(WORD_LISTS))
+       limit=st.one_of(st.none(), st.integers(0, 60)), words=st.sampled_from(WORD_LISTS),
+       batches=st.lists(st.integers(1, 6), max_size=12))
 def test_no_released_concatenation_ever_holds_a_banned_word_or_passes_the_limit(
-        pieces: list[str], cuts: list[int], limit: int | None, words: tuple[str, ...]) -> None:
+        pieces: list[str], cuts: list[int], limit: int | None, words: tuple[str, ...],
+        batches: list[int]) -> None:
+    """Deltas split at random points, arriving one or several at a time (one network read)."""
     text = "".join(pieces)
     guard = guard_for(limit, words)
     pattern = whole_word(list(words))
     shown = ""
-    for delta in split(text, cuts):
-        for chunk in guard.feed([text_chunk(delta)]):
+    deltas = [text_chunk(d) for d in split(text, cuts)]
+    groups = []
+    for size in [*batches, len(deltas)]:
+        groups.append(deltas[:size])
+        deltas = deltas[size:]
+    for group in groups:
+        for chunk in guard.feed(group):
             shown += chunk.text
             # what a UI shows at any moment: never a banned whole word, never over the limit
             assert pattern.search(shown) is None, (shown, text)

@@ -42,6 +42,7 @@ class BannedWords:
     """
 
     words: tuple[str, ...]
+    start: re.Pattern[str]
     whole: re.Pattern[str]
     hit: re.Pattern[str]
     prefix: re.Pattern[str] | None
@@ -68,16 +69,19 @@ def _compiled(ordered: tuple[str, ...]) -> BannedWords:
     prefix = re.compile(f"(?:{partial})", re.IGNORECASE) if simple else None
     stream = re.compile(
         rf"(?<!\w)(?:(?P<hit>{alternatives})(?=\W)|(?:{partial})\Z)", re.IGNORECASE)
-    return BannedWords(ordered, whole, hit, prefix, stream, max(map(len, ordered)))
+    firsts = "".join(sorted({re.escape(w[0]) for w in ordered}))
+    start = re.compile(rf"(?<!\w)[{firsts}]", re.IGNORECASE)
+    return BannedWords(ordered, start, whole, hit, prefix, stream, max(map(len, ordered)))
 
 
 class BannedWordScan:
     """Streaming ``content_excludes``: see the module docstring."""
 
-    __slots__ = ("_found", "_hit", "_longest", "_prefix", "_stream", "_whole")
+    __slots__ = ("_found", "_hit", "_longest", "_prefix", "_start", "_stream", "_whole")
 
     def __init__(self, words: BannedWords) -> None:
         self._stream = words.stream
+        self._start = words.start
         self._whole = words.whole
         self._hit = words.hit
         self._prefix = words.prefix
@@ -87,14 +91,16 @@ class BannedWordScan:
     def safe_prefix(self, pending: str, before: str, released: int) -> int:
         # Only a match starting inside ``pending`` is possible (see the module docstring);
         # ``before`` matters only as the word boundary in front of it.
-        prefix = self._prefix
-        if prefix is None:
-            return self._general(before + pending, len(before))
         head = pending[:1]
         if before and (head.isalnum() or head == "_"):  # str.isalnum() is re's \w
             text, offset = before + pending, 1
-        else:  # a banned word (word characters only) cannot start on a non-word character
-            text, offset = pending, 0
+        else:  # no word boundary is lost: a match cannot start at pending's first character
+            text, offset = pending, 0  # unless that one begins a word anyway
+        if self._start.search(text, offset) is None:
+            return len(pending)  # the fast path: no word here starts like a banned word
+        prefix = self._prefix
+        if prefix is None:
+            return self._general(before + pending, len(before))
         found = self._hit.search(text, offset)
         if found is not None:
             self._found = found.group(0)
@@ -118,6 +124,10 @@ class BannedWordScan:
             self._found = hit
             return -1
         return match.start() - offset
+
+    def clear_until(self, text: str, start: int, released: int) -> int:
+        found = self._start.search(text, start)  # the first word that starts like a banned one
+        return len(text) if found is None else found.start()
 
     def violates_at_end(self, pending: str, before: str, released: int) -> bool:
         match = self._whole.search(before + pending, len(before))
@@ -161,6 +171,9 @@ class LengthScan:
             self._total = total
             return -1
         return len(pending)
+
+    def clear_until(self, text: str, start: int, released: int) -> int:
+        return start + max(0, self._limit - released)
 
     def violates_at_end(self, pending: str, before: str, released: int) -> bool:
         return released + len(pending) > self._limit

@@ -54,6 +54,13 @@ class StreamScan(Protocol):
         """Whether the text violates now that it is known to end after ``pending``."""
         ...
 
+    def clear_until(self, text: str, start: int, released: int) -> int:
+        """An index of ``text`` (at least ``start``) before which, from ``start`` on, nothing
+        can ever take part in a violation, whatever follows; ``text[start - 1]`` is the last
+        released character and ``released`` counts the characters released so far. A quick,
+        conservative answer is fine: the rest goes through :meth:`safe_prefix`."""
+        ...
+
     def finding(self) -> Mapping[str, Any]:
         """Details of the violation found (for ``ValidationResult.details``)."""
         ...
@@ -101,40 +108,79 @@ class OutputGuard:
         self.tripped: int | None = None
 
     def feed(self, chunks: Sequence[StreamChunk]) -> list[StreamChunk]:
-        """The chunks the caller may see now: TEXT re-cut to the safe part, others as they are."""
+        """The chunks the caller may see now: TEXT re-cut to the safe part, others as they are.
+
+        Several TEXT chunks that arrived together are first checked as one text: the chunks
+        every scan clears as a whole (``clear_until``) pass unchanged at once, the others one
+        by one (``safe_prefix``)."""
         out: list[StreamChunk] = []
         if self.tripped is not None:
             return out
-        scans = self.scans
+        if len(chunks) > 1 and all(c.type is _TEXT for c in chunks):
+            self._feed_run(chunks, out)
+            return out
         for chunk in chunks:
-            if chunk.type is not _TEXT or not chunk.text:
-                out.append(chunk)
-                continue
-            held = self.pending
-            pending = held + chunk.text if held else chunk.text
-            size = safe = len(pending)
-            before = self.before
-            released = self.released
-            for scan in scans:
-                allowed = scan.safe_prefix(pending, before, released)
-                if allowed < safe:
-                    if allowed < 0:
-                        self.pending = pending
-                        self.tripped = scans.index(scan)
-                        return out
-                    safe = allowed
-            if safe == size:  # the usual case: all of it, as the chunk it came in
-                out.append(text_chunk(pending) if held else chunk)
-                self.pending = ""
-            elif safe:
-                out.append(text_chunk(pending[:safe]))
-                self.pending = pending[safe:]
-            else:
-                self.pending = pending
-                continue
-            self.before = pending[safe - 1]
-            self.released = released + safe
+            if not self._feed_one(chunk, out):
+                break
         return out
+
+    def _feed_run(self, chunks: Sequence[StreamChunk], out: list[StreamChunk]) -> None:
+        texts = [c.text for c in chunks]
+        joined = self.before + self.pending + "".join(texts)
+        position = len(self.before) + len(self.pending)  # where chunk ``index`` starts
+        index, count = 0, len(chunks)
+        while index < count:
+            if not self.pending:
+                clear = len(joined)
+                for scan in self.scans:
+                    until = scan.clear_until(joined, position, self.released)
+                    clear = min(clear, until)
+                first, start = index, position
+                while index < count and position + len(texts[index]) <= clear:
+                    position += len(texts[index])
+                    index += 1
+                if index > first:
+                    out.extend(chunks[first:index])
+                    self.released += position - start
+                    if position:
+                        self.before = joined[position - 1]
+                    continue
+            if not self._feed_one(chunks[index], out):
+                return
+            position += len(texts[index])
+            index += 1
+
+    def _feed_one(self, chunk: StreamChunk, out: list[StreamChunk]) -> bool:
+        """Feed one chunk; ``False`` once a scan found a violation."""
+        if chunk.type is not _TEXT or not chunk.text:
+            out.append(chunk)
+            return True
+        held = self.pending
+        pending = held + chunk.text if held else chunk.text
+        size = safe = len(pending)
+        before = self.before
+        released = self.released
+        scans = self.scans
+        for scan in scans:
+            allowed = scan.safe_prefix(pending, before, released)
+            if allowed < safe:
+                if allowed < 0:
+                    self.pending = pending
+                    self.tripped = scans.index(scan)
+                    return False
+                safe = allowed
+        if safe == size:  # the usual case: all of it, as the chunk it came in
+            out.append(text_chunk(pending) if held else chunk)
+            self.pending = ""
+        elif safe:
+            out.append(text_chunk(pending[:safe]))
+            self.pending = pending[safe:]
+        else:
+            self.pending = pending
+            return True
+        self.before = pending[safe - 1]
+        self.released = released + safe
+        return True
 
     def finish(self) -> str | None:
         """The held tail to release now that the answer ended, or ``None`` on a violation."""
