@@ -5,9 +5,11 @@ in the same run, on the same mock upstream, alternating the clients.
     python benchmarks/guardrails.py            # 5 reps of 200 streams x 200 chunks
     python benchmarks/guardrails.py --reps 2 --streams 20 --chunks 50   # a quick look
 
-Prints the medians of the measured loop's CPU per chunk (``time.process_time`` around the
-streams, after a warm-up stream; see ``clients.py``) and the overhead; ``--json`` for a file.
-The target (issue 13) is at most +10 %.
+Prints the measured loop's CPU per chunk (``time.process_time`` around the streams, after a
+warm-up stream; see ``clients.py``): the best of the repetitions (other processes on the
+machine can only add to a CPU time, so the minimum is the least disturbed figure) and the
+median, with the overhead of each; ``--json`` for a file. The target (issue 13) is at most
++10 %.
 """
 
 from __future__ import annotations
@@ -43,14 +45,16 @@ def measure(reps: int, streams: int, chunks: int) -> dict[str, Any]:
                     samples[name].append(result["loop_cpu"] / (streams * chunks) * 1e6)
     finally:
         upstream.stop()
-    report: dict[str, Any] = {"streams": streams, "chunks": chunks, "reps": reps,
-                              "us_per_chunk": {}, "overhead": {}}
-    for plain, guarded in PAIRS:
-        base = statistics.median(samples[plain])
-        with_guards = statistics.median(samples[guarded])
-        report["us_per_chunk"][plain] = round(base, 2)
-        report["us_per_chunk"][guarded] = round(with_guards, 2)
-        report["overhead"][plain] = round(with_guards / base - 1, 4)
+    report: dict[str, Any] = {"streams": streams, "chunks": chunks, "reps": reps}
+    for label, pick in (("best", min), ("median", statistics.median)):
+        per_chunk: dict[str, float] = {}
+        overhead: dict[str, float] = {}
+        for plain, guarded in PAIRS:
+            base, with_guards = pick(samples[plain]), pick(samples[guarded])
+            per_chunk[plain] = round(base, 2)
+            per_chunk[guarded] = round(with_guards, 2)
+            overhead[plain] = round(with_guards / base - 1, 4)
+        report[label] = {"us_per_chunk": per_chunk, "overhead": overhead}
     report["samples"] = {k: [round(v, 2) for v in vs] for k, vs in samples.items()}
     return report
 
@@ -63,10 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the report here")
     args = parser.parse_args(argv)
     report = measure(args.reps, args.streams, args.chunks)
+    best, median = report["best"], report["median"]
+    print(f"{'client':>28}  {'best µs/chunk':>22}  {'median µs/chunk':>22}")
     for plain, guarded in PAIRS:
-        print(f"{plain:>28}: {report['us_per_chunk'][plain]:7.2f} µs/chunk")
-        print(f"{guarded:>28}: {report['us_per_chunk'][guarded]:7.2f} µs/chunk "
-              f"({report['overhead'][plain]:+.1%})")
+        for name in (plain, guarded):
+            extra = name == guarded
+            cells = [f"{part['us_per_chunk'][name]:7.2f}"
+                     + (f" ({part['overhead'][plain]:+.1%})" if extra else " " * 9)
+                     for part in (best, median)]
+            print(f"{name:>28}  {cells[0]:>22}  {cells[1]:>22}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

@@ -42,6 +42,7 @@ class BannedWords:
     """
 
     words: tuple[str, ...]
+    firsts: tuple[str, ...] | None
     start: re.Pattern[str]
     whole: re.Pattern[str]
     hit: re.Pattern[str]
@@ -71,17 +72,39 @@ def _compiled(ordered: tuple[str, ...]) -> BannedWords:
         rf"(?<!\w)(?:(?P<hit>{alternatives})(?=\W)|(?:{partial})\Z)", re.IGNORECASE)
     firsts = "".join(sorted({re.escape(w[0]) for w in ordered}))
     start = re.compile(rf"(?<!\w)[{firsts}]", re.IGNORECASE)
-    return BannedWords(ordered, start, whole, hit, prefix, stream, max(map(len, ordered)))
+    return BannedWords(ordered, _first_letters(ordered), start, whole, hit, prefix, stream,
+                       max(map(len, ordered)))
+
+
+def _first_letters(words: Sequence[str]) -> tuple[str, ...] | None:
+    """Every character that, lower-cased, can be a banned word's first character under the
+    regular expressions' case-insensitive matching (with its extra equivalences, such as
+    ``ſ`` for ``s``); ``None`` when that table is not available (the check then always
+    searches)."""
+    try:
+        from re import _casefix  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - CPython has had it since 3.11
+        return None
+    extra: dict[int, tuple[int, ...]] = _casefix._EXTRA_CASES
+    found: set[str] = set()
+    for word in words:
+        for char in {word[0], word[0].lower(), word[0].upper()}:
+            found.update(char.lower())
+            for code in extra.get(ord(char.lower()), ()) if len(char.lower()) == 1 else ():
+                found.update(chr(code).lower())
+    return tuple(sorted(found))
 
 
 class BannedWordScan:
     """Streaming ``content_excludes``: see the module docstring."""
 
-    __slots__ = ("_found", "_hit", "_longest", "_prefix", "_start", "_stream", "_whole")
+    __slots__ = ("_firsts", "_found", "_hit", "_longest", "_prefix", "_start", "_stream",
+                 "_whole")
 
     def __init__(self, words: BannedWords) -> None:
         self._stream = words.stream
         self._start = words.start
+        self._firsts = words.firsts
         self._whole = words.whole
         self._hit = words.hit
         self._prefix = words.prefix
@@ -96,7 +119,7 @@ class BannedWordScan:
             text, offset = before + pending, 1
         else:  # no word boundary is lost: a match cannot start at pending's first character
             text, offset = pending, 0  # unless that one begins a word anyway
-        if self._start.search(text, offset) is None:
+        if self.clear_until(text, offset, released) == len(text):
             return len(pending)  # the fast path: no word here starts like a banned word
         prefix = self._prefix
         if prefix is None:
@@ -126,6 +149,14 @@ class BannedWordScan:
         return match.start() - offset
 
     def clear_until(self, text: str, start: int, released: int) -> int:
+        firsts = self._firsts
+        if firsts is not None:  # a substring test is far cheaper than any regex search
+            lowered = text[start:].lower()
+            for char in firsts:
+                if char in lowered:
+                    break
+            else:
+                return len(text)
         found = self._start.search(text, start)  # the first word that starts like a banned one
         return len(text) if found is None else found.start()
 

@@ -116,7 +116,21 @@ class OutputGuard:
         out: list[StreamChunk] = []
         if self.tripped is not None:
             return out
-        if len(chunks) > 1 and all(c.type is _TEXT for c in chunks):
+        if len(chunks) == 1 and not self.pending:  # the hot path: one delta, nothing held
+            chunk = chunks[0]
+            text = chunk.text
+            if chunk.type is _TEXT and text:
+                joined = self.before + text
+                start, end, released = len(self.before), len(joined), self.released
+                for scan in self.scans:
+                    if scan.clear_until(joined, start, released) < end:
+                        break
+                else:
+                    self.before = text[-1]
+                    self.released = released + len(text)
+                    out.append(chunk)
+                    return out
+        elif len(chunks) > 1 and all(c.type is _TEXT for c in chunks):
             self._feed_run(chunks, out)
             return out
         for chunk in chunks:
