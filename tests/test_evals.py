@@ -347,6 +347,7 @@ CORPUS = sorted(p for p in COMPAT_PACKS.rglob("*.json") if _declares_checks(p))
 def test_every_corpus_pack_with_validators_or_evals_opens() -> None:
     import json
 
+    compat_pack("")  # skips without the corpus
     assert len(CORPUS) == 13
     opened, failed = [], []
     for path in CORPUS:
