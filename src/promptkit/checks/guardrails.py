@@ -73,8 +73,14 @@ def compile_guardrails(
     """The prompt's guardrails, then those given in code; raises or warns as the module says."""
     if mode not in (None, "enforce", "monitor"):
         raise ValueError(f"guardrails_mode must be 'enforce' or 'monitor', not {mode!r}")
-    key = _cache_key(pack, prompt, validators, guardrails, mode)
-    cached = None if key is None else _CACHE.get(key)
+    cached: tuple[tuple[CompiledGuardrail, ...], tuple[Any, ...]] | None
+    last = _LAST.get("entry")
+    if last is not None and last[0] is pack and last[1] is prompt and last[2] is validators \
+            and last[3] is guardrails and last[4] == mode:
+        key, cached = None, last[5]  # the same objects as the last open: no key to build
+    else:
+        key = _cache_key(pack, prompt, validators, guardrails, mode)
+        cached = None if key is None else _CACHE.get(key)
     if cached is None:
         findings = Findings(pack)
         compiled = _compile_all(prompt, validators or {}, guardrails or (), mode, findings)
@@ -86,6 +92,7 @@ def compile_guardrails(
             if len(_CACHE) >= _CACHE_SIZE:
                 _CACHE.pop(next(iter(_CACHE)))
             _CACHE[key] = cached
+    _LAST["entry"] = (pack, prompt, validators, guardrails, mode, cached)
     compiled, found = cached
     for issue in found:
         warnings.warn(f"{issue.path}: {issue.message}; the validator is skipped",
@@ -97,6 +104,7 @@ def compile_guardrails(
 # once: the key is what the result depends on; custom functions are kept by identity.
 _CACHE: dict[Any, tuple[tuple[CompiledGuardrail, ...], tuple[Any, ...]]] = {}
 _CACHE_SIZE = 256
+_LAST: dict[str, tuple[Any, ...]] = {}  # the last open's arguments and result, by identity
 
 
 def _cache_key(pack: Pack, prompt: PromptSpec, validators: Mapping[str, CustomValidator] | None,

@@ -248,9 +248,11 @@ def output_guard(outputs: Sequence[Guardrail]) -> OutputGuard | None:
     return OutputGuard(owners, scans) if scans else None
 
 
-def run_checks(guardrails: Sequence[Guardrail], text: str, direction: str
+def run_checks(guardrails: Sequence[Guardrail], text: str, direction: str, *,
+               passed: Sequence[Guardrail] = ()
                ) -> Generator[RunChecks, Any, list[ValidationResult]]:
-    """Check ``text`` with every guardrail (async ones through a :class:`RunChecks` step).
+    """Check ``text`` with every guardrail (async ones through a :class:`RunChecks` step);
+    those in ``passed`` already cleared it while it streamed (the output guard's scans).
 
     This is the one place guardrail results are produced (with :func:`blocked_result` for
     stream violations). Raises :class:`GuardrailError` when a check raised or returned
@@ -264,6 +266,11 @@ def run_checks(guardrails: Sequence[Guardrail], text: str, direction: str
     results = []
     blocking = False
     for guardrail in guardrails:
+        if any(guardrail is done for done in passed):
+            results.append(ValidationResult(type=guardrail.type, passed=True,
+                                            message=guardrail.message, direction=direction,
+                                            enforced=guardrail.enforced))
+            continue
         if guardrail.is_async:
             value = values[id(guardrail)]
         else:

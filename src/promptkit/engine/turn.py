@@ -235,7 +235,8 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
             yield Emit(text_chunk(tail))
     if plan.guardrails and not state.pending:
         outputs = split_guardrails(plan.guardrails)[1]
-        checked = yield from run_checks(outputs, final.text, "output")
+        checked = yield from run_checks(outputs, final.text, "output",
+                                        passed=() if guard is None else guard.guardrails)
         state.validations.extend(checked)
         blocked = first_blocked(checked)
         if blocked is not None:
