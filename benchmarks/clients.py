@@ -306,11 +306,19 @@ def _sync_weather(args: dict[str, Any]) -> dict[str, Any]:
     return WEATHER
 
 
+# Two output guardrails that hold while streaming (banned words, a length limit), for
+# benchmarks/guardrails.py: the words never occur in the upstream's text, so every chunk
+# still reaches the client and the counts check as usual.
+GUARDRAILS = ({"type": "content_excludes", "params": {"words": ["forbidden", "classified"]}},
+              {"type": "max_length", "params": {"max_characters": 100_000_000}})
+
+
 class PromptkitAsync:
     """A fresh ``pack.open_async(...)`` conversation per stream (as the issue's harness does)."""
 
     provider = "openai"
     suffix = "/v1"
+    options: dict[str, Any] = {}  # noqa: RUF012  (read only)
 
     async def setup(self, job: Job) -> None:
         import promptkit
@@ -330,7 +338,7 @@ class PromptkitAsync:
         conv = self.pack.open_async("tools" if tools else "chat", provider=self.provider,
                                     model=MODEL if self.provider == "openai" else CLAUDE,
                                     base_url=prefix + self.suffix, api_key="x",
-                                    **self.observe_options())
+                                    **self.observe_options(), **self.options)
         self.observe(conv)
         if tools:
             conv.on_tool("get_weather", _async_weather)
@@ -410,10 +418,15 @@ class PromptkitAsyncAnthropic(PromptkitAsync):
     suffix = ""
 
 
+class PromptkitAsyncGuarded(PromptkitAsync):
+    options = {"guardrails": GUARDRAILS}  # noqa: RUF012
+
+
 class PromptkitSync:
     """A fresh ``pack.open(...)`` conversation per stream; threads for concurrency."""
 
     sync = True
+    options: dict[str, Any] = {}  # noqa: RUF012  (read only)
 
     def setup(self, job: Job) -> None:
         import promptkit
@@ -425,7 +438,8 @@ class PromptkitSync:
     def stream(self, prefix: str, tools: bool) -> Outcome:
         out = Outcome()
         conv = self.pack.open("tools" if tools else "chat", provider="openai", model=MODEL,
-                              base_url=prefix + "/v1", api_key="x", **self.observe_options())
+                              base_url=prefix + "/v1", api_key="x", **self.observe_options(),
+                              **self.options)
         self.observe(conv)
         if tools:
             conv.on_tool("get_weather", _sync_weather)
@@ -460,6 +474,10 @@ class PromptkitSyncTracing(_TracingOn, PromptkitSync):
     pass
 
 
+class PromptkitSyncGuarded(PromptkitSync):
+    options = {"guardrails": GUARDRAILS}  # noqa: RUF012
+
+
 # --- the official SDKs ---------------------------------------------------------------------------
 
 
@@ -491,6 +509,8 @@ CLIENTS: dict[str, Spec] = {s.name: s for s in (
          ("aiohttp", "opentelemetry.sdk")),
     Spec("promptkit-sync+events", PromptkitSyncEvents, "openai"),
     Spec("promptkit-sync+tracing", PromptkitSyncTracing, "openai", ("opentelemetry.sdk",)),
+    Spec("promptkit-async+guardrails", PromptkitAsyncGuarded, "openai", ("aiohttp",)),
+    Spec("promptkit-sync+guardrails", PromptkitSyncGuarded, "openai"),
     Spec("openai", OpenAISDK, "openai", ("openai",)),
     Spec("raw-aiohttp/anthropic", RawAiohttpAnthropic, "anthropic", ("aiohttp",)),
     Spec("promptkit-async/anthropic", PromptkitAsyncAnthropic, "anthropic", ("aiohttp",)),

@@ -62,7 +62,8 @@ def test_sync_and_async_conversations_expose_the_same_methods() -> None:
                if inspect.iscoroutinefunction(member)
                and (not name.startswith("_") or name.startswith("__"))}
     assert awaited == {"send", "clear", "fork", "aclose", "close", "__aenter__", "__aexit__",
-                       "approve", "reject", "send_tool_result", "reject_client_tool", "resume"}
+                       "approve", "reject", "send_tool_result", "reject_client_tool", "resume",
+                       "wait_evals"}
     props = {n for n, m in inspect.getmembers(Conversation) if isinstance(m, property)}
     async_props = {n for n, m in inspect.getmembers(AsyncConversation) if isinstance(m, property)}
     assert props == async_props

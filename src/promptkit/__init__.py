@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         ConversationClosedError,
         ConversationNotFoundError,
         FirstTokenTimeout,
+        GuardrailError,
         IdleTimeout,
         InvalidVariableError,
         MissingVariableError,
@@ -55,7 +56,10 @@ if TYPE_CHECKING:
         ValidationIssue,
         VariableError,
     )
+    from promptkit.checks.evals import EvalResult
+    from promptkit.checks.problems import EvalConfigWarning, GuardrailConfigWarning
     from promptkit.conversation.async_driver import AsyncConversation, AsyncStream
+    from promptkit.conversation.offline import evaluate
     from promptkit.conversation.opening import open, open_async
     from promptkit.conversation.resuming import (
         PackMismatchError,
@@ -72,6 +76,7 @@ if TYPE_CHECKING:
     from promptkit.engine.sampling import InvalidParameterError
     from promptkit.engine.timeouts import Timeouts
     from promptkit.engine.tool_round import ToolContext
+    from promptkit.engine.validation import ValidationResult
     from promptkit.observe.events import Event
     from promptkit.observe.setup import instrument
     from promptkit.pack.loading import load_pack
@@ -109,6 +114,8 @@ _LAZY: dict[str, str] = {
     "ConflictError": ".stores._protocol",
     "ConnectTimeout": "._errors",
     "ContextLengthError": "._errors",
+    "EvalConfigWarning": ".checks.problems",
+    "EvalResult": ".checks.evals",
     "Conversation": ".conversation.sync_driver",
     "ConversationBusyError": "._errors",
     "ConversationClosedError": "._errors",
@@ -116,6 +123,8 @@ _LAZY: dict[str, str] = {
     "ConversationNotFoundError": "._errors",
     "Event": ".observe.events",
     "FirstTokenTimeout": "._errors",
+    "GuardrailConfigWarning": ".checks.problems",
+    "GuardrailError": "._errors",
     "HTTPTool": ".tools.http",
     "HTTPToolError": ".tools.http",
     "HTTPToolRefusedError": ".tools.http",
@@ -170,9 +179,11 @@ _LAZY: dict[str, str] = {
     "TurnTimeout": "._errors",
     "Usage": ".engine.messages",
     "ValidationIssue": "._errors",
+    "ValidationResult": ".engine.validation",
     "VariableError": "._errors",
     "VariableSpec": ".pack.model",
     "instrument": ".observe.setup",
+    "evaluate": ".conversation.offline",
     "load_pack": ".pack.loading",
     "open": ".conversation.opening",
     "open_async": ".conversation.opening",
@@ -197,8 +208,12 @@ __all__ = [
     "ConversationClosedError",
     "ConversationExistsError",
     "ConversationNotFoundError",
+    "EvalConfigWarning",
+    "EvalResult",
     "Event",
     "FirstTokenTimeout",
+    "GuardrailConfigWarning",
+    "GuardrailError",
     "HTTPTool",
     "HTTPToolError",
     "HTTPToolRefusedError",
@@ -253,9 +268,11 @@ __all__ = [
     "TurnTimeout",
     "Usage",
     "ValidationIssue",
+    "ValidationResult",
     "VariableError",
     "VariableSpec",
     "__version__",
+    "evaluate",
     "instrument",
     "load_pack",
     "open",

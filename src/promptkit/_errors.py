@@ -33,6 +33,7 @@ The tree (all under ``PromptKitError``)::
     │   ├── ToolNotRegisteredError
     │   ├── ToolArgumentsError
     │   └── ToolLoopLimitError
+    ├── GuardrailError               .validator: a custom validator raised (the turn fails)
     ├── ConversationClosedError
     ├── ConversationBusyError
     └── StoreError
@@ -61,6 +62,7 @@ __all__ = [
     "ConversationClosedError",
     "ConversationNotFoundError",
     "FirstTokenTimeout",
+    "GuardrailError",
     "IdleTimeout",
     "InvalidVariableError",
     "MissingVariableError",
@@ -362,6 +364,18 @@ class ToolArgumentsError(ToolError):
 
 class ToolLoopLimitError(ToolError):
     """The tool loop exceeded the prompt's ``tool_policy`` limits."""
+
+
+# --- guardrails ------------------------------------------------------------------------------
+
+
+class GuardrailError(PromptKitError):
+    """A validator could not decide (a custom one raised); ``validator`` names it. The turn
+    fails and commits nothing: an undecided guardrail never passes silently."""
+
+    def __init__(self, validator: str, message: str) -> None:
+        self.validator = validator
+        super().__init__(f"validator {validator!r} failed: {message}")
 
 
 # --- conversations and stores ----------------------------------------------------------------

@@ -87,6 +87,7 @@ def run_chat(args: argparse.Namespace) -> int:
     conversation = opened.conversation
     console.print(f"[dim]{shown(conversation.prompt.name)} · {shown(conversation.provider)} · "
                   f"{shown(conversation.model)} — {HELP}[/]")
+    evals_shown = 0
     with conversation:
         while True:
             try:
@@ -105,6 +106,8 @@ def run_chat(args: argparse.Namespace) -> int:
                 _command(console, conversation, command)
                 continue
             _answer(console, opened, message, args)
+            if getattr(args, "evals", False):
+                evals_shown = _print_evals(console, conversation, evals_shown)
 
 
 def _command(console: Console, conversation: Conversation, command: str) -> None:
@@ -203,8 +206,16 @@ def _stream_answer(console: Console, conversation: Conversation, message: str,
                     result = chunk.tool_result
                     style = "red" if result.is_error else "dim"
                     console.print(f"[{style}]← {shown(result.content[:200])}[/]")
+                elif chunk.type is ChunkType.VALIDATION and chunk.validation is not None:
+                    flush()
+                    blocked = chunk.validation
+                    console.print(f"\n[bold red]⛔ blocked by guardrail {shown(blocked.type)}[/] "
+                                  "[dim](the text above is withdrawn; the reply is now:)[/]")
                 elif chunk.type is ChunkType.DONE and chunk.response is not None:
                     flush()
+                    if chunk.response.finish_reason == "safety":
+                        console.print(f"[bold red]ai›[/] [red]{shown(chunk.response.text)}[/]",
+                                      end="")
                     console.print()
                     console.print(f"[dim]{shown(status_line(chunk.response))}[/]")
                 elif chunk.type is ChunkType.ERROR and chunk.error is not None:
@@ -222,3 +233,16 @@ def _stream_answer(console: Console, conversation: Conversation, message: str,
         if spinning:
             status.stop()
     return stream.response, stream.error
+
+
+def _print_evals(console: Console, conversation: Conversation, already: int) -> int:
+    """Wait for the evals of the last answer and print the new results; returns the count."""
+    conversation.wait_evals(timeout=60)
+    results = conversation.eval_results
+    for result in results[already:]:
+        mark = "[green]✓[/]" if result.passed else "[red]✗[/]"
+        score = "" if result.score is None else f" {result.score:.2f}"
+        detail = f" — {result.message}" if result.message else ""
+        console.print(f"[dim]eval[/] {mark} {shown(result.id)} ({shown(result.type)}){score}"
+                      f"{shown(detail)}")
+    return len(results)

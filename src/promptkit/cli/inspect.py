@@ -1,7 +1,9 @@
-"""``promptkit inspect``: a pack's prompts with their variables, tools and parameters."""
+"""``promptkit inspect``: a pack's prompts with their variables, tools, parameters,
+validators and evals."""
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -29,6 +31,8 @@ def describe(pack: Any) -> dict[str, Any]:
             "parameters": dict(spec.parameters),
             "tool_policy": {"tool_choice": spec.tool_policy.tool_choice,
                             "max_rounds": spec.tool_policy.max_rounds},
+            "validators": [_validator(v) for v in spec.validators],
+            "evals": _evals(pack, spec),
         }
     return {
         "id": pack.id, "name": pack.name, "version": pack.version,
@@ -51,6 +55,26 @@ def _issues(exc: PackError) -> dict[str, Any]:
 
 def _safe_print(text: str = "") -> None:
     sys.stdout.write(safe_text(text) + "\n")
+
+
+def _validator(entry: Any) -> dict[str, Any]:
+    params = dict(entry.get("params") or {})
+    return {"type": entry.get("type"), "enabled": entry.get("enabled", True) is not False,
+            "mode": "monitor" if entry.get("fail_on_violation", True) is False else "enforce",
+            "direction": params.pop("direction", "output"), "params": params}
+
+
+def _evals(pack: Any, spec: Any) -> list[dict[str, Any]]:
+    chosen: dict[str, dict[str, Any]] = {}
+    for level, entries in (("pack", pack.raw.get("evals") or ()),
+                           ("prompt", spec.raw.get("evals") or ())):
+        for entry in entries:
+            item = {"id": entry.get("id"), "type": entry.get("type"),
+                    "trigger": entry.get("trigger"), "level": level}
+            if entry.get("trigger") in ("sample_turns", "sample_sessions"):
+                item["sample_percentage"] = entry.get("sample_percentage", 5)
+            chosen[str(entry.get("id"))] = item  # a prompt eval overrides a pack one by id
+    return list(chosen.values())
 
 
 def run_inspect(path: str, *, as_json: bool) -> int:
@@ -82,6 +106,13 @@ def run_inspect(path: str, *, as_json: bool) -> int:
         if prompt["parameters"]:
             params = ", ".join(f"{k}={v}" for k, v in prompt["parameters"].items())
             out(f"  parameters: {params}")
+        for v in prompt["validators"]:
+            params = json.dumps(v["params"], ensure_ascii=False)
+            state = "" if v["enabled"] else ", disabled"
+            out(f"  validator {v['type']} ({v['mode']}, {v['direction']}{state}) {params}")
+        for e in prompt["evals"]:
+            sample = f" {e['sample_percentage']}%" if "sample_percentage" in e else ""
+            out(f"  eval {e['id']}: {e['type']} ({e['trigger']}{sample}, {e['level']})")
     if info["fragments"]:
         out(f"\nfragments: {', '.join(info['fragments'])}")
     return 0

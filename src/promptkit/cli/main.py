@@ -1,4 +1,4 @@
-"""The ``promptkit`` command: chat, send, validate and inspect PromptPack files.
+"""The ``promptkit`` command: chat, send, validate, inspect and eval PromptPack files.
 
 Argument parsing only; each sub-command lives in its own module and loads lazily, so
 ``promptkit validate`` never imports the HTTP stack and ``chat`` is the only one using rich.
@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "report it (raise) or answer again on the saved history (reload)")
     chat.add_argument("--verbose", "-v", action="store_true",
                       help="log each provider request and retry to stderr (keys redacted)")
+    chat.add_argument("--evals", action="store_true",
+                      help="wait for the pack's evals after each answer and print their results")
 
     send = commands.add_parser("send", help="send one message and stream the answer")
     _add_conversation_options(send)
@@ -66,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     from promptkit.cli.sessions import add_parser as add_sessions
 
     add_sessions(commands)
+    from promptkit.cli.evals import add_parser as add_eval
+
+    add_eval(commands)
     return parser
 
 
@@ -84,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from promptkit.cli.sessions import run_sessions
 
         return run_sessions(args)
+    if args.command == "eval":
+        from promptkit.cli.evals import run_eval
+
+        return run_eval(args)
     if args.command == "send":
         from promptkit.cli.send import run_send
 

@@ -14,7 +14,7 @@ from typing import Any
 from promptkit._errors import APIStatusError, PromptKitError
 from promptkit._redact import redact
 from promptkit.cli._session import Opened, error_line, open_from_args, report_error
-from promptkit.cli._terminal import TerminalSanitizer, safe_json
+from promptkit.cli._terminal import TerminalSanitizer, safe_json, safe_text
 from promptkit.conversation.sync_driver import Stream
 from promptkit.engine.chunks import ChunkType, StreamChunk
 
@@ -43,6 +43,8 @@ def chunk_to_json(chunk: StreamChunk) -> dict[str, Any]:
         data["response"] = chunk.response.to_dict()
     elif chunk.error is not None:
         data["error"] = error_to_json(chunk.error)
+    elif chunk.validation is not None:
+        data["validation"] = chunk.validation.to_dict()
     return data
 
 
@@ -77,8 +79,13 @@ def _print_stream(stream: Stream, *, as_json: bool, raw: bool = False) -> int:
             elif chunk.type is ChunkType.TEXT:
                 sys.stdout.write(chunk.text if raw else safe.feed(chunk.text))
                 sys.stdout.flush()
+            elif chunk.type is ChunkType.VALIDATION and chunk.validation is not None:
+                sys.stdout.write(f"\n[blocked by guardrail {chunk.validation.type}]\n")
             elif chunk.type is ChunkType.DONE:
-                sys.stdout.write(safe.flush() + "\n")
+                tail = safe.flush()
+                if chunk.response is not None and chunk.response.finish_reason == "safety":
+                    tail += chunk.response.text if raw else safe_text(chunk.response.text)
+                sys.stdout.write(tail + "\n")
             if chunk.type is ChunkType.ERROR and chunk.error is not None:
                 if not as_json:
                     sys.stdout.write(safe.flush() + "\n")

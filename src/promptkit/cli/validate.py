@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from promptkit._errors import PackNotFoundError, PackValidationError
 
-__all__ = ["run_validate"]
+__all__ = ["check_issues", "run_validate"]
+
+
+def check_issues(pack: Any) -> tuple[list[Any], list[Any]]:
+    """The validators' and evals' problems: errors (the pack would not open) and warnings
+    (unusable parameters, unknown eval types: skipped when it opens)."""
+    from promptkit.checks.evals import eval_findings
+    from promptkit.checks.guardrails import guardrail_findings
+    from promptkit.checks.problems import Findings
+
+    findings = Findings(pack)
+    guardrail_findings(pack, findings)
+    eval_findings(pack, findings)
+    return findings.locator.sorted(findings.errors), findings.locator.sorted(findings.warnings)
 
 
 def run_validate(paths: Sequence[str]) -> int:
@@ -29,7 +43,15 @@ def run_validate(paths: Sequence[str]) -> int:
             print(f"{path}: {len(exc.issues)} problem(s)", file=sys.stderr)
             status = max(status, 1)
             continue
-        for warning in pack.warnings:
+        errors, warnings = check_issues(pack)
+        if errors:
+            for issue in errors:
+                where = f"{path}:{issue.line}:{issue.column}" if issue.line else path
+                print(f"{where}: error: {issue.path}: {issue.message}")
+            print(f"{path}: {len(errors)} problem(s)", file=sys.stderr)
+            status = max(status, 1)
+            continue
+        for warning in [*pack.warnings, *warnings]:
             where = f"{path}:{warning.line}:{warning.column}" if warning.line else path
             print(f"{where}: warning: {warning.path}: {warning.message}")
         print(f"{path}: ok ({len(pack.prompts)} prompt(s), {len(pack.tools)} tool(s))")

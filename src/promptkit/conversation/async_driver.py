@@ -15,11 +15,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Unpack
 
 from promptkit._errors import APIConnectionError, PromptKitError, ProviderError, TurnTimeout
+from promptkit.conversation.checking import run_checks_async
 from promptkit.conversation.core import ConversationCore, TurnOptions
 from promptkit.conversation.kept import TurnHistory
 from promptkit.conversation.stream import StreamFacade, TurnRun, connection_error
 from promptkit.engine.chunks import Response, StreamChunk
 from promptkit.engine.dialect import ModelRequest, RoundDecoder
+from promptkit.engine.guardrails import RunChecks
 from promptkit.engine.held import HeldKind, PendingToolCall, PendingToolError, check_decision
 from promptkit.engine.messages import Message, ToolResult
 from promptkit.engine.timeouts import RoundClock
@@ -42,6 +44,7 @@ from promptkit.stores._protocol import ConflictError
 from promptkit.transport._base import AsyncBody
 
 if TYPE_CHECKING:
+    from promptkit.conversation.evaluating import AsyncEvalRunner, EvalBook
     from promptkit.engine.media import MediaSource
 
 __all__ = ["AsyncConversation", "AsyncStream"]
@@ -167,6 +170,7 @@ class _AsyncTurn(TurnRun):
                     # The model call's read loop is inlined here rather than a nested async
                     # generator: every chunk then costs one generator hop, not two.
                     call = _ModelCall(self, action.request)
+                    guard = action.guard
                     try:
                         try:
                             decoder = await call.open()
@@ -182,13 +186,28 @@ class _AsyncTurn(TurnRun):
                                 if decoder.events != events:
                                     events = decoder.events
                                     clock.content(monotonic())
+                                if guard is not None and chunks:  # streaming guardrails
+                                    call.delivered = True
+                                    chunks = guard.feed(chunks)
+                                    if guard.tripped is not None:
+                                        for chunk in chunks:
+                                            yield chunk
+                                        break
                                 for chunk in chunks:
                                     call.delivered = True
                                     yield chunk
-                            for chunk in decoder.flush():
+                            tail = decoder.flush() if guard is None or guard.tripped is None \
+                                else []
+                            if guard is not None and tail:
+                                call.delivered = True
+                                tail = guard.feed(tail)
+                            for chunk in tail:
                                 call.delivered = True
                                 yield chunk
-                            outcome = await call.finish()
+                            if guard is not None and guard.tripped is not None:
+                                outcome = call.blocked()  # call.close() drops the response
+                            else:
+                                outcome = await call.finish()
                         except asyncio.CancelledError:
                             timeout_error = call.watchdog.claim()
                             if timeout_error is None:
@@ -214,6 +233,8 @@ class _AsyncTurn(TurnRun):
                     self.committed(action.messages,
                                    await conversation._append(action.messages, self.version))
                     action = next(engine)
+                elif kind is RunChecks:
+                    action = engine.send(await run_checks_async(action.checks))
                 else:  # pragma: no cover - the engine yields nothing else
                     raise AssertionError(f"unknown action {action!r}")
         except StopIteration as stop:
@@ -297,6 +318,11 @@ class _ModelCall:
 
     def failed(self, error: PromptKitError) -> RoundOutcome:
         return RoundOutcome(error=error, delivered=self.delivered)
+
+    def blocked(self) -> RoundOutcome:
+        """A guardrail stopped the reply; the response is closed unread."""
+        return RoundOutcome(blocked=True, delivered=True,
+                            first_content_at=self.clock.first_content_at)
 
     def close(self) -> None:
         self.watchdog.stop()
@@ -462,7 +488,10 @@ class AsyncConversation(ConversationCore):
 
     async def aclose(self) -> None:
         """Close the conversation (and stop its MCP servers); later turns raise
-        ConversationClosedError. Idempotent."""
+        ConversationClosedError. Runs the session evals and waits for every eval first.
+        Idempotent."""
+        if not self._closed and self._evals:
+            await self._finish_evals()
         self._closing()
         await self._watch.drain()
         if self._mcp_servers:
@@ -481,6 +510,33 @@ class AsyncConversation(ConversationCore):
 
     def _transport(self) -> Any:
         return self._binding.async_transport()
+
+    # --- evals ---------------------------------------------------------------------------
+
+    async def wait_evals(self, timeout: float | None = None) -> bool:
+        """Wait for the evals started so far; whether they all finished within ``timeout``."""
+        return True if self._eval_runner is None else bool(await self._eval_runner.wait(timeout))
+
+    def _new_eval_runner(self, book: EvalBook) -> AsyncEvalRunner:
+        from promptkit.conversation.evaluating import AsyncEvalRunner
+
+        return AsyncEvalRunner(book, self._ask_judge, self._max_concurrent_evals)
+
+    async def _ask_judge(self, question: str) -> str:
+        """The judge's reply: a fresh conversation on the judge's (or this) provider."""
+        from promptkit.conversation.evaluating import judge_kwargs
+
+        kwargs = judge_kwargs(self._judge or self._binding, self._timeouts)
+        async with AsyncConversation(**kwargs) as judge:
+            return (await judge.send(question)).text
+
+    async def _finish_evals(self) -> None:
+        history = self._visible((await self._load())[0])
+        specs, data = self._session_eval_work(history)
+        if specs:
+            self._evals_runner().schedule(specs, data, None)
+        if self._eval_runner is not None:
+            await self._eval_runner.wait()
 
     async def _load(self) -> tuple[tuple[Message, ...], int]:
         stored = await _maybe_await(self._store.load(self._id))

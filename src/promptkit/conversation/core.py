@@ -40,6 +40,10 @@ from promptkit.observe.watch import ConversationWatch
 from promptkit.tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
+    from promptkit.checks.evals import EvalResult, EvalSpec
+    from promptkit.conversation.evaluating import EvalBook
+    from promptkit.engine.chunks import Response
+    from promptkit.engine.guardrails import Guardrail
     from promptkit.engine.media import MediaSource
     from promptkit.pack.model import Pack, PromptSpec
     from promptkit.pack.variables import VariableSet
@@ -73,6 +77,10 @@ class ConversationCore:
         options: CallOptions = NO_OPTIONS,
         observe: ObserveOptions | None = None,
         watch: ConversationWatch | None = None,
+        guardrails: tuple[Guardrail, ...] = (),
+        evals: tuple[EvalSpec, ...] = (),
+        judge: Binding | None = None,
+        max_concurrent_evals: int = 10,
     ) -> None:
         self._pack = pack
         self._prompt = prompt
@@ -97,6 +105,13 @@ class ConversationCore:
             conversation_id=self._id, pack_id=pack.id, pack_version=pack.version,
             prompt_name=prompt.name, base_url=_base_url(binding),
             options=observe)
+        # guardrails and evals (compiled by promptkit.checks at open)
+        self._guardrails = guardrails
+        self._evals = evals
+        self._judge = judge
+        self._max_concurrent_evals = max_concurrent_evals
+        self._eval_book: EvalBook | None = None
+        self._eval_runner: Any = None
 
     # --- identity ------------------------------------------------------------------------
 
@@ -417,6 +432,7 @@ class ConversationCore:
             started=now,
             observer=self._watch.turn(provider=self.provider, model=self.model, system=system,
                                       user_message=user, parameters=self._prompt.parameters),
+            guardrails=self._guardrails,
         )
 
     # --- held tool calls (shared by both drivers; pure) ----------------------------------
@@ -457,7 +473,48 @@ class ConversationCore:
             "options": self._options,
             "tools": self._tools.copy(), "watch": self._watch.fork(conversation_id),
             "mcp_servers": [server.retain() for server in self._mcp_servers],
+            "guardrails": self._guardrails, "evals": self._evals, "judge": self._judge,
+            "max_concurrent_evals": self._max_concurrent_evals,
         }
+
+    # --- evals (run in the background by each driver's runner) ---------------------------
+
+    @property
+    def eval_results(self) -> list[EvalResult]:
+        """The eval results so far (background evals add to it as they finish)."""
+        return [] if self._eval_book is None else self._eval_book.snapshot()
+
+    def _turn_completed(self, history: tuple[Message, ...], response: Response) -> None:
+        """After a committed turn: start its evals in the background (never waits)."""
+        if not self._evals or not response.messages:
+            return
+        from promptkit.checks.evals import turn_evals
+        from promptkit.conversation.evaluating import turn_index_of, turn_input
+
+        index = turn_index_of(history)
+        chosen = [s for s in turn_evals(self._evals, self._id, index) if not s.per_session]
+        if chosen:
+            self._evals_runner().schedule(
+                chosen, turn_input(history, response.messages, response.text), index)
+
+    def _evals_runner(self) -> Any:
+        if self._eval_runner is None:
+            from promptkit.conversation.evaluating import EvalBook
+
+            self._eval_book = EvalBook()
+            self._eval_runner = self._new_eval_runner(self._eval_book)
+        return self._eval_runner
+
+    def _new_eval_runner(self, book: EvalBook) -> Any:
+        raise NotImplementedError
+
+    def _session_eval_work(self, history: Sequence[Message]) -> tuple[list[EvalSpec], Any]:
+        """The session evals to run at close over ``history``, and their input."""
+        if not self._evals or not history:
+            return [], None
+        from promptkit.checks.evals import session_evals, session_input
+
+        return session_evals(self._evals, self._id), session_input(history)
 
 
 class TurnOptions(TypedDict, total=False):

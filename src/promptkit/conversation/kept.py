@@ -73,6 +73,10 @@ class KeptHistories:
         self._lock = threading.Lock()
         self._owners: OrderedDict[int, tuple[weakref.ref[Any], int]] = OrderedDict()
         self._total = 0
+        # weakref callbacks only note the dead here (they can run inside any allocation,
+        # even while this object holds its lock); keep() and forget() clear them out
+        self._dead: list[weakref.ref[Any]] = []
+        self._key_of: dict[int, int] = {}  # id(weak reference) -> key of its entry
 
     @property
     def total(self) -> int:
@@ -83,16 +87,21 @@ class KeptHistories:
         """Record that ``owner`` keeps ``size`` bytes now (most recently used)."""
         key = id(owner)
         dropped: list[Any] = []
+        ref = weakref.ref(owner, self._dead.append)
         with self._lock:
+            self._purge()
             previous = self._owners.pop(key, None)
             if previous is not None:
                 self._total -= previous[1]
-            self._owners[key] = (weakref.ref(owner, self._gone(key)), size)
+                self._key_of.pop(id(previous[0]), None)
+            self._owners[key] = (ref, size)
+            self._key_of[id(ref)] = key
             self._total += size
             while self._total > self.budget and self._owners:
-                _, (ref, evicted) = self._owners.popitem(last=False)
+                _, (old, evicted) = self._owners.popitem(last=False)
                 self._total -= evicted
-                victim = ref()
+                self._key_of.pop(id(old), None)
+                victim = old()
                 if victim is not None:
                     dropped.append(victim)
         for victim in dropped:  # outside the lock: an owner is never mid-update here
@@ -100,18 +109,21 @@ class KeptHistories:
 
     def forget(self, owner: Any) -> None:
         with self._lock:
+            self._purge()
             previous = self._owners.pop(id(owner), None)
             if previous is not None:
                 self._total -= previous[1]
+                self._key_of.pop(id(previous[0]), None)
 
-    def _gone(self, key: int) -> Any:
-        def gone(ref: weakref.ref[Any]) -> None:
-            with self._lock:
-                entry = self._owners.get(key)
-                if entry is not None and entry[0] is ref:
-                    del self._owners[key]
-                    self._total -= entry[1]
-        return gone
+    def _purge(self) -> None:
+        """Drop the entries of owners that were garbage-collected (under the lock)."""
+        while self._dead:
+            ref = self._dead.pop()
+            key = self._key_of.pop(id(ref), None)
+            entry = None if key is None else self._owners.get(key)
+            if entry is not None and entry[0] is ref:
+                del self._owners[key]  # type: ignore[arg-type]
+                self._total -= entry[1]
 
 
 def _budget_from_env() -> int:

@@ -20,7 +20,7 @@ from promptkit.stores.memory import MemoryStore
 if TYPE_CHECKING:
     from promptkit.conversation.async_driver import AsyncConversation
     from promptkit.conversation.sync_driver import Conversation
-    from promptkit.pack.model import Pack
+    from promptkit.pack.model import Pack, PromptSpec
 
 __all__ = ["open", "open_async"]
 
@@ -52,6 +52,12 @@ def _conversation_kwargs(
     extra_headers: Mapping[str, str] | None = None,
     extra_body: Mapping[str, Any] | None = None,
     observe: ObserveOptions | None = None,
+    validators: Mapping[str, Any] | None = None,
+    guardrails: Sequence[Mapping[str, Any]] | None = None,
+    guardrails_mode: str | None = None,
+    evals: Mapping[str, Any] | bool | None = None,
+    judge: Any = None,
+    max_concurrent_evals: int = 10,
 ) -> dict[str, Any]:
     spec = pack.prompt(prompt)
     if max_retries < 0:
@@ -83,6 +89,9 @@ def _conversation_kwargs(
         "timeouts": timeouts or _DEFAULT_TIMEOUTS,
         "max_retries": max_retries, "on_conflict": on_conflict,
         "response_format": output, "options": options, "observe": observe,
+        **_check_kwargs(pack, spec, validators=validators, guardrails=guardrails,
+                        guardrails_mode=guardrails_mode, evals=evals, judge=judge,
+                        max_concurrent_evals=max_concurrent_evals),
     }
 
 
@@ -91,6 +100,38 @@ def _observe(tracer_provider: Any, meter_provider: Any, capture_content: bool | 
     if tracer_provider is None and meter_provider is None and capture_content is None:
         return None
     return ObserveOptions(tracer_provider, meter_provider, capture_content)
+
+
+def _check_kwargs(pack: Pack, spec: PromptSpec, *, validators: Mapping[str, Any] | None,
+                  guardrails: Sequence[Mapping[str, Any]] | None, guardrails_mode: str | None,
+                  evals: Mapping[str, Any] | bool | None, judge: Any,
+                  max_concurrent_evals: int) -> dict[str, Any]:
+    """Guardrails and evals compiled from the pack and the open() options (``checks/``)."""
+    if max_concurrent_evals < 1:
+        raise ValueError("max_concurrent_evals must be 1 or more")
+    if guardrails_mode not in (None, "enforce", "monitor"):
+        raise ValueError(f"guardrails_mode must be 'enforce' or 'monitor', "
+                         f"not {guardrails_mode!r}")
+    options: dict[str, Any] = {}
+    if spec.validators or guardrails:
+        from promptkit.checks.guardrails import compile_guardrails
+
+        options["guardrails"] = compile_guardrails(
+            pack, spec, validators=validators, guardrails=guardrails, mode=guardrails_mode)
+    declared = pack.raw.get("evals") or spec.raw.get("evals")
+    if evals is not False and declared:
+        from promptkit.checks.evals import compile_evals
+
+        custom = evals if isinstance(evals, Mapping) else None
+        compiled = compile_evals(pack, spec, custom=custom)
+        if compiled:
+            options["evals"] = compiled
+            options["max_concurrent_evals"] = max_concurrent_evals
+            if judge is not None and any(e.is_judge for e in compiled):
+                from promptkit.conversation.evaluating import judge_binding
+
+                options["judge"] = judge_binding(judge, None)
+    return options
 
 
 def _as_pack(pack: str | os.PathLike[str] | Pack) -> Pack:
@@ -127,6 +168,12 @@ def open(
     tracer_provider: Any = None,
     meter_provider: Any = None,
     capture_content: bool | None = None,
+    validators: Mapping[str, Any] | None = None,
+    guardrails: Sequence[Mapping[str, Any]] | None = None,
+    guardrails_mode: Literal["enforce", "monitor"] | None = None,
+    evals: Mapping[str, Any] | bool | None = None,
+    judge: Any = None,
+    max_concurrent_evals: int = 10,
 ) -> Conversation:
     """Open a conversation with prompt ``prompt`` of the pack at ``pack`` (a path or a Pack).
 
@@ -147,6 +194,14 @@ def open(
     measure its turns; ``capture_content=True`` records messages on the spans
     (docs/observability.md).
 
+    Guardrails and evals (``docs/guardrails.md``): ``validators={"type": fn}`` registers
+    custom validator types (``fn(text, params)`` → bool or ValidationResult, may be async),
+    ``guardrails=[{"type": ..., "params": {...}}]`` adds validators in code,
+    ``guardrails_mode="monitor"`` records violations without blocking; ``evals={"type": fn}``
+    registers custom eval types and ``evals=False`` turns evals off, ``judge=`` picks the
+    ``llm_judge`` model (``"provider:model"`` or a mapping; default this conversation's),
+    ``max_concurrent_evals`` bounds the background evals.
+
         conv = promptkit.open("hello.pack.json", "chat", variables={"user_name": "Ada"})
     """
     from promptkit.conversation.sync_driver import Conversation
@@ -158,7 +213,9 @@ def open(
         api=api, on_conflict=on_conflict, response_format=response_format,
         temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
         extra_headers=extra_headers, extra_body=extra_body,
-        observe=_observe(tracer_provider, meter_provider, capture_content)))
+        observe=_observe(tracer_provider, meter_provider, capture_content),
+        validators=validators, guardrails=guardrails, guardrails_mode=guardrails_mode,
+        evals=evals, judge=judge, max_concurrent_evals=max_concurrent_evals))
 
 
 def open_async(
@@ -188,6 +245,12 @@ def open_async(
     tracer_provider: Any = None,
     meter_provider: Any = None,
     capture_content: bool | None = None,
+    validators: Mapping[str, Any] | None = None,
+    guardrails: Sequence[Mapping[str, Any]] | None = None,
+    guardrails_mode: Literal["enforce", "monitor"] | None = None,
+    evals: Mapping[str, Any] | bool | None = None,
+    judge: Any = None,
+    max_concurrent_evals: int = 10,
 ) -> AsyncConversation:
     """The asyncio twin of :func:`open`; use with ``async with``.
 
@@ -202,4 +265,6 @@ def open_async(
         api=api, on_conflict=on_conflict, response_format=response_format,
         temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop, seed=seed,
         extra_headers=extra_headers, extra_body=extra_body,
-        observe=_observe(tracer_provider, meter_provider, capture_content)))
+        observe=_observe(tracer_provider, meter_provider, capture_content),
+        validators=validators, guardrails=guardrails, guardrails_mode=guardrails_mode,
+        evals=evals, judge=judge, max_concurrent_evals=max_concurrent_evals))

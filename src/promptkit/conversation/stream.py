@@ -111,6 +111,8 @@ class TurnRun:
         if self.error is not None:
             return StreamChunk(type=ChunkType.ERROR, error=self.error)
         if self.response is not None:
+            # the turn is committed: its evals start now, in the background
+            self.conversation._turn_completed(self.history, self.response)
             return StreamChunk(type=ChunkType.DONE, response=self.response)
         return None
 

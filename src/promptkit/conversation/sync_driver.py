@@ -15,11 +15,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Unpack
 
 from promptkit._errors import APIConnectionError, PromptKitError, TurnTimeout
+from promptkit.conversation.checking import run_checks_blocking
 from promptkit.conversation.core import ConversationCore, TurnOptions
 from promptkit.conversation.kept import TurnHistory
 from promptkit.conversation.stream import StreamFacade, TurnRun, connection_error
 from promptkit.engine.chunks import Response, StreamChunk
 from promptkit.engine.dialect import ModelRequest, RoundDecoder
+from promptkit.engine.guardrails import OutputGuard, RunChecks
 from promptkit.engine.held import HeldKind, PendingToolCall, PendingToolError, check_decision
 from promptkit.engine.messages import Message, ToolResult
 from promptkit.engine.timeouts import RoundClock
@@ -42,6 +44,7 @@ from promptkit.stores._protocol import ConflictError
 from promptkit.transport._base import ReadTimeout, SyncBody
 
 if TYPE_CHECKING:
+    from promptkit.conversation.evaluating import EvalBook, SyncEvalRunner
     from promptkit.engine.media import MediaSource
 
 __all__ = ["Conversation", "Stream"]
@@ -118,7 +121,7 @@ class _SyncTurn(TurnRun):
             while True:
                 kind = type(action)
                 if kind is CallModel:
-                    outcome = yield from self._call_model(action.request)
+                    outcome = yield from self._call_model(action.request, action.guard)
                     action = engine.send(outcome)
                 elif kind is Emit:
                     yield action.chunk
@@ -133,6 +136,8 @@ class _SyncTurn(TurnRun):
                     self.committed(action.messages, conversation._store.append(
                         conversation.id, action.messages, self.version))
                     action = next(engine)
+                elif kind is RunChecks:
+                    action = engine.send(run_checks_blocking(action.checks))
                 else:  # pragma: no cover - the engine yields nothing else
                     raise AssertionError(f"unknown action {action!r}")
         except StopIteration as stop:
@@ -147,8 +152,10 @@ class _SyncTurn(TurnRun):
         if final is not None:
             yield final
 
-    def _call_model(self, request: ModelRequest) -> Generator[StreamChunk, None, RoundOutcome]:
-        """Stream one model call, yielding its TEXT chunks; errors become the outcome."""
+    def _call_model(self, request: ModelRequest, guard: OutputGuard | None = None
+                    ) -> Generator[StreamChunk, None, RoundOutcome]:
+        """Stream one model call, yielding its TEXT chunks (through ``guard`` when the turn has
+        streaming guardrails: it stops the call when it trips); errors become the outcome."""
         binding = self.conversation._binding
         timeouts = self.conversation._timeouts
         clock = RoundClock.start(timeouts, self.plan.deadline, time.monotonic())
@@ -187,10 +194,26 @@ class _SyncTurn(TurnRun):
                 if decoder.events != events:
                     events = decoder.events
                     clock.content(monotonic())
+                if guard is not None:
+                    if chunks:
+                        delivered = True
+                        yield from guard.feed(chunks)
+                        if guard.tripped is not None:  # the finally closes the response
+                            return RoundOutcome(blocked=True, delivered=True,
+                                                first_content_at=clock.first_content_at)
+                    continue
                 for chunk in chunks:
                     delivered = True
                     yield chunk
-            for chunk in decoder.flush():
+            tail = decoder.flush()
+            if guard is not None and tail:
+                delivered = True
+                yield from guard.feed(tail)
+                if guard.tripped is not None:
+                    return RoundOutcome(blocked=True, delivered=True,
+                                        first_content_at=clock.first_content_at)
+                tail = []
+            for chunk in tail:
                 delivered = True
                 yield chunk
             result = decoder.finish()
@@ -365,9 +388,38 @@ class Conversation(ConversationCore):
 
     def close(self) -> None:
         """Close the conversation (and stop its MCP servers); later turns raise
-        ConversationClosedError. Idempotent."""
+        ConversationClosedError. Runs the session evals and waits for every eval first.
+        Idempotent."""
+        if not self._closed and self._evals:
+            self._finish_evals()
         self._closing()
         self._release_mcp_servers()
+
+    # --- evals ---------------------------------------------------------------------------
+
+    def wait_evals(self, timeout: float | None = None) -> bool:
+        """Wait for the evals started so far; whether they all finished within ``timeout``."""
+        return True if self._eval_runner is None else bool(self._eval_runner.wait(timeout))
+
+    def _new_eval_runner(self, book: EvalBook) -> SyncEvalRunner:
+        from promptkit.conversation.evaluating import SyncEvalRunner
+
+        return SyncEvalRunner(book, self._ask_judge, self._max_concurrent_evals)
+
+    def _ask_judge(self, question: str) -> str:
+        """The judge's reply: a fresh conversation on the judge's (or this) provider."""
+        from promptkit.conversation.evaluating import judge_kwargs
+
+        with Conversation(**judge_kwargs(self._judge or self._binding, self._timeouts)) as judge:
+            return judge.send(question).text
+
+    def _finish_evals(self) -> None:
+        specs, data = self._session_eval_work(self.messages)
+        if specs:
+            self._evals_runner().schedule(specs, data, None)
+        if self._eval_runner is not None:
+            self._eval_runner.wait()
+            self._eval_runner.shutdown()
 
     def __enter__(self) -> Conversation:
         return self

@@ -9,6 +9,7 @@ from typing import Any
 from promptkit._errors import PromptKitError
 from promptkit.engine.held import PendingToolCall
 from promptkit.engine.messages import Message, ToolCall, ToolResult, Usage
+from promptkit.engine.validation import ValidationResult
 
 __all__ = ["ChunkType", "Response", "StreamChunk"]
 
@@ -30,6 +31,9 @@ class ChunkType(enum.Enum):
     CLIENT_TOOL = "client_tool"
     """``chunk.tool_call`` is for a client-side tool: run it, ``send_tool_result()``, then
     ``resume()``."""
+    VALIDATION = "validation"
+    """A guardrail blocked the turn: ``chunk.validation`` is the failed result
+    (``blocked=True``); replace what was shown with the DONE response's text."""
     DONE = "done"
     """The turn completed; ``chunk.response`` is the full :class:`Response`. Always last."""
     ERROR = "error"
@@ -66,6 +70,8 @@ class Response:
     """The answer decoded for ``response_format=``: an instance of the dataclass, TypedDict,
     msgspec.Struct or pydantic model asked for (the JSON value for a schema mapping); ``None``
     without a ``response_format``."""
+    validations: tuple[ValidationResult, ...] = ()
+    """The result of every guardrail that ran this turn (input ones first)."""
 
     def __str__(self) -> str:
         return self.text
@@ -73,7 +79,8 @@ class Response:
     def to_dict(self) -> dict[str, Any]:
         """The Response as JSON-serialisable data (what ``promptkit send --json`` prints in
         its ``done`` line): text, finish reason, usage, cost, model, provider, timings, the
-        turn's tool calls and results, held calls, and ``parsed`` as plain JSON values."""
+        turn's tool calls and results, held calls, ``parsed`` as plain JSON values, and the
+        guardrails' ``validations`` when any ran."""
         data: dict[str, Any] = {
             "text": self.text,
             "finish_reason": self.finish_reason,
@@ -89,6 +96,8 @@ class Response:
         }
         if self.parsed is not None:
             data["parsed"] = _plain(self.parsed)
+        if self.validations:
+            data["validations"] = [v.to_dict() for v in self.validations]
         return data
 
 
@@ -107,6 +116,7 @@ class StreamChunk:
     tool_result: ToolResult | None = None
     response: Response | None = None
     error: PromptKitError | None = None
+    validation: ValidationResult | None = None
 
 
 def _pending_dict(pending: PendingToolCall) -> dict[str, Any]:
@@ -139,6 +149,7 @@ _set_tool_call = _slots["tool_call"].__set__
 _set_tool_result = _slots["tool_result"].__set__
 _set_response = _slots["response"].__set__
 _set_error = _slots["error"].__set__
+_set_validation = _slots["validation"].__set__
 _TEXT = ChunkType.TEXT
 
 
@@ -152,4 +163,5 @@ def text_chunk(text: str) -> StreamChunk:
     _set_tool_result(chunk, None)
     _set_response(chunk, None)
     _set_error(chunk, None)
+    _set_validation(chunk, None)
     return chunk

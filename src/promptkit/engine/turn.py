@@ -8,10 +8,19 @@
     RunTools(runs)      -> list[ToolResult]  run handlers, results in the same order
     Emit(chunk)         -> None              hand a TOOL_CALL / TOOL_RESULT chunk to the caller
     Commit(messages)    -> None              append the turn's messages to the store
+    RunChecks(checks)   -> list[value]       run async guardrail checks (engine.guardrails)
 
 and returns the turn's :class:`Response`. It raises a :class:`PromptKitError` when the turn
-fails; nothing is committed then. The drivers in ``conversation/sync_driver.py`` and
-``conversation/async_driver.py`` run it, one with blocking I/O and one with asyncio.
+fails; nothing is committed then.
+
+Guardrails (``TurnPlan.guardrails``, compiled by ``promptkit.checks``) run here too: input
+checks before the first model call (a blocked message is neither sent nor committed), an
+:class:`OutputGuard` on each model call's TEXT chunks (``CallModel.guard``: the driver feeds
+the chunks through it and stops reading when it trips), and whole-answer checks at the end.
+A blocked turn ends with a VALIDATION chunk and a Response with ``finish_reason "safety"``.
+
+The drivers in ``conversation/sync_driver.py`` and ``conversation/async_driver.py`` run it,
+one with blocking I/O and one with asyncio.
 """
 
 from __future__ import annotations
@@ -23,8 +32,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from promptkit._errors import PromptKitError, ToolLoopLimitError
-from promptkit.engine.chunks import ChunkType, Response, StreamChunk
+from promptkit.engine.chunks import ChunkType, Response, StreamChunk, text_chunk
 from promptkit.engine.dialect import ModelRequest, RoundResult, ToolDefinition
+from promptkit.engine.guardrails import (
+    Guardrail,
+    OutputGuard,
+    RunChecks,
+    blocked_result,
+    first_blocked,
+    output_guard,
+    run_checks,
+    split_guardrails,
+)
 from promptkit.engine.held import (
     PendingToolCall,
     PendingToolError,
@@ -38,6 +57,7 @@ from promptkit.engine.output import OutputSpec
 from promptkit.engine.pricing import cost_of
 from promptkit.engine.retry import RetryPolicy
 from promptkit.engine.tool_round import Invocation, RegisteredTool, RoundPlan, plan_calls
+from promptkit.engine.validation import ValidationResult
 
 __all__ = [
     "Backoff",
@@ -46,6 +66,7 @@ __all__ = [
     "Emit",
     "ResumeItem",
     "RoundOutcome",
+    "RunChecks",
     "RunTools",
     "TurnPlan",
     "run_turn",
@@ -55,6 +76,8 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class CallModel:
     request: ModelRequest
+    #: pass the call's decoded chunks through ``guard.feed``; stop once it trips
+    guard: OutputGuard | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +100,7 @@ class Commit:
     messages: tuple[Message, ...]
 
 
-Action = CallModel | Backoff | RunTools | Emit | Commit
+Action = CallModel | Backoff | RunTools | Emit | Commit | RunChecks
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +116,8 @@ class RoundOutcome:
     status: int | None = None
     headers: Mapping[str, str] | None = None
     headers_at: float | None = None
+    #: the call's OutputGuard tripped and the driver stopped reading
+    blocked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +154,8 @@ class TurnPlan:
     started: float = 0.0
     observer: TurnObserver | None = None
     """Told of each step (``engine/observer.py``); ``None`` when nobody watches."""
+    #: compiled validators (``promptkit.checks``), run on the user message and the answer
+    guardrails: tuple[Guardrail, ...] = ()
 
 
 def run_turn(plan: TurnPlan, history: tuple[Message, ...],
@@ -139,6 +166,17 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
     added: list[Message] = [] if plan.user_message is None else [plan.user_message]
     state = _TurnState(plan)
     result: RoundResult | None = None
+    guard: OutputGuard | None = None
+    if plan.guardrails:
+        inputs, outputs = split_guardrails(plan.guardrails)
+        if inputs and plan.user_message is not None:
+            checked = yield from run_checks(inputs, plan.user_message.text, "input")
+            state.validations.extend(checked)
+            blocked = first_blocked(checked)
+            if blocked is not None:  # neither sent nor stored
+                yield Emit(StreamChunk(type=ChunkType.VALIDATION, validation=blocked))
+                return _safety_response(plan, state, blocked, ())
+        guard = output_guard(outputs)
     if resume:  # a held turn continues: the decided calls' results come first
         yield from _resume_calls(resume, plan, state, added)
     while True:
@@ -149,9 +187,12 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
             response_format=plan.response_format,
             extra_headers=plan.extra_headers, extra_body=plan.extra_body,
         )
-        outcome = yield from _call_with_retries(request, plan.retry, plan.observer)
+        outcome = yield from _call_with_retries(request, plan.retry, plan.observer, guard)
         if state.first_content_at is None:
             state.first_content_at = outcome.first_content_at
+        if outcome.blocked:
+            assert guard is not None
+            return (yield from _block(plan, state, blocked_result(guard), added))
         assert outcome.result is not None
         result = outcome.result
         state.usage = state.usage + result.usage
@@ -200,6 +241,22 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
 
     assert result is not None
     final = added[-1] if added[-1].role == "assistant" else result.message
+    before_final = added[:-1] if added[-1].role == "assistant" else added
+    if guard is not None:
+        tail = guard.finish()
+        if tail is None:
+            return (yield from _block(plan, state, blocked_result(guard), before_final))
+        if tail:
+            yield Emit(text_chunk(tail))
+    if plan.guardrails and not state.pending:
+        outputs = split_guardrails(plan.guardrails)[1]
+        checked = yield from run_checks(outputs, final.text, "output",
+                                        passed=() if guard is None else guard.guardrails)
+        state.validations.extend(checked)
+        blocked = first_blocked(checked)
+        if blocked is not None:
+            state.validations.remove(blocked)
+            return (yield from _block(plan, state, blocked, before_final))
     model = result.model or plan.model
     parsed = None
     if plan.output is not None and not state.pending:  # before the commit: a failure keeps none
@@ -224,7 +281,35 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
         messages=turn_messages,
         pending_tools=state.pending,
         parsed=parsed,
+        validations=tuple(state.validations),
     )
+
+
+def _block(plan: TurnPlan, state: _TurnState, blocked: ValidationResult,
+           kept: list[Message]) -> Generator[Action, Any, Response]:
+    """End the turn with a guardrail block: the VALIDATION chunk, then history gets ``kept``
+    (the user message and any tool rounds) and the replacement answer, never the violation."""
+    yield Emit(StreamChunk(type=ChunkType.VALIDATION, validation=blocked))
+    state.validations.append(blocked)
+    replacement = Message(role="assistant", text=blocked.message, finish_reason="safety")
+    turn_messages = (*kept, replacement)
+    yield Commit(turn_messages)
+    return _safety_response(plan, state, blocked, turn_messages)
+
+
+def _safety_response(plan: TurnPlan, state: _TurnState, blocked: ValidationResult,
+                     turn_messages: tuple[Message, ...]) -> Response:
+    message = turn_messages[-1] if turn_messages else Message(
+        role="assistant", text=blocked.message, finish_reason="safety")
+    return Response(
+        text=blocked.message, message=message, usage=state.usage,
+        cost=cost_of(plan.model, state.usage), finish_reason="safety",
+        tool_calls=tuple(state.calls), tool_results=tuple(state.results),
+        duration=time.monotonic() - plan.started,
+        time_to_first_token=None if state.first_content_at is None
+        else state.first_content_at - plan.started,
+        model=plan.model, provider=plan.provider, messages=turn_messages,
+        validations=tuple(state.validations))
 
 
 @dataclass(slots=True)
@@ -240,6 +325,7 @@ class _TurnState:
     repeat_rounds: int = 0
     seen: dict[str, int] = field(default_factory=dict)
     pending: tuple[PendingToolCall, ...] = ()
+    validations: list[ValidationResult] = field(default_factory=list)
 
     @property
     def schemas(self) -> dict[str, Mapping[str, Any]]:
@@ -306,13 +392,14 @@ def _tool_choice(plan: TurnPlan, *, first_call: bool) -> str | None:
 
 
 def _call_with_retries(
-    request: ModelRequest, policy: RetryPolicy, observer: TurnObserver | None = None
+    request: ModelRequest, policy: RetryPolicy, observer: TurnObserver | None = None,
+    guard: OutputGuard | None = None,
 ) -> Generator[Action, Any, RoundOutcome]:
     attempt = 0
     while True:
         if observer is not None:
             observer.call_started(request, attempt)
-        outcome: RoundOutcome = yield CallModel(request)
+        outcome: RoundOutcome = yield CallModel(request, guard)
         if observer is not None:
             observer.call_ended(request, attempt, outcome)
         if outcome.error is None:
