@@ -1,4 +1,4 @@
-"""The ``promptkit`` command: chat, send, validate and inspect PromptPack files.
+"""The ``promptkit`` command: chat, send, serve, validate and inspect PromptPack files.
 
 Argument parsing only; each sub-command lives in its own module and loads lazily, so
 ``promptkit validate`` never imports the HTTP stack and ``chat`` is the only one using rich.
@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     from promptkit.cli.sessions import add_parser as add_sessions
 
     add_sessions(commands)
+    from promptkit.server.serve import add_parser as add_serve
+
+    add_serve(commands)
     return parser
 
 
@@ -76,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from promptkit.cli.sessions import run_sessions
 
         return run_sessions(args)
+    if args.command == "serve":
+        from promptkit.server.serve import run_serve
+
+        return run_serve(args)
     if args.command == "send":
         from promptkit.cli.send import run_send
 
