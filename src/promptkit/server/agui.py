@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import promptkit
 from promptkit import ChunkType, Message, PromptKitError, ToolCall, ToolResult, VariableError
+from promptkit._redact import redact
 from promptkit.server._extra import require
 from promptkit.server.encoding import plain
 from promptkit.server.http import ApiError, EventStream, read_json
@@ -161,7 +162,7 @@ async def run_agent(request: Request) -> Response | EventStream:
                     yield end_text()
                     error: PromptKitError | None = chunk.error
                     yield encode(core.RunErrorEvent(
-                        type=types.RUN_ERROR, message=str(error),
+                        type=types.RUN_ERROR, message=redact(str(error)),
                         code=type(error).__name__ if error is not None else None))
 
     return EventStream(_skip_empty(events()))

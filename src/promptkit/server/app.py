@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
 import promptkit  # noqa: E402
 from promptkit import Pack  # noqa: E402
+from promptkit._redact import redact, register_secret  # noqa: E402
 from promptkit.server.http import ApiError, json_error  # noqa: E402
 from promptkit.server.hub import ConversationHub, ProviderOptions, Setup, maybe_await  # noqa: E402
 from promptkit.stores import MemoryStore  # noqa: E402
@@ -86,6 +87,8 @@ def create_app(
         app = create_app("support.pack.json", store=AsyncSQLiteStore("chats.db"),
                          token=os.environ["PROMPTKIT_SERVE_TOKEN"], setup=register_tools)
     """
+    register_secret(api_key)  # redacted from every error message and log line
+    register_secret(token)
     loaded = pack if isinstance(pack, Pack) else promptkit.load_pack(pack)
     options = ProviderOptions(provider=provider, model=model, base_url=base_url,
                               api_key=api_key, mock_responses=mock_responses,
@@ -136,7 +139,7 @@ def create_app(
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return json_error(exc.status, exc.code, exc.message)
+    return json_error(exc.status, exc.code, redact(exc.message))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -147,8 +150,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _promptkit_error(request: Request, exc: Exception) -> Response:
-    logger.warning("request failed: %s: %s", type(exc).__name__, exc)
-    return json_error(400, type(exc).__name__, str(exc))
+    message = redact(str(exc))
+    logger.warning("request failed: %s: %s", type(exc).__name__, message)
+    return json_error(400, type(exc).__name__, message)
 
 
 class SecurityHeaders:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from promptkit import APIStatusError, Message, Response, StreamChunk
+from promptkit._redact import redact
 
 __all__ = ["chunk_json", "error_json", "message_json", "response_json"]
 
@@ -40,8 +41,9 @@ def plain(value: Any) -> Any:
 
 def error_json(error: BaseException) -> dict[str, Any]:
     """An error as ``{"type", "message", "retryable"[, "status_code"]}``; the message is the
-    exception's (already redacted) text, never a traceback."""
-    data: dict[str, Any] = {"type": type(error).__name__, "message": str(error),
+    exception's text with every credential redacted (a provider may echo the key), never a
+    traceback."""
+    data: dict[str, Any] = {"type": type(error).__name__, "message": redact(str(error)),
                             "retryable": bool(getattr(error, "retryable", False))}
     if isinstance(error, APIStatusError):
         data["status_code"] = error.status_code

@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from promptkit._redact import redact
+
 __all__ = ["ApiError", "EventStream", "json_error", "read_json", "sse_event"]
 
 logger = logging.getLogger("promptkit.server")
@@ -93,7 +95,7 @@ class EventStream:
         if pump.done() and not pump.cancelled() and pump.exception() is not None:
             error = pump.exception()
             if not isinstance(error, OSError):  # the client went away mid-write
-                logger.error("stream failed: %s: %s", type(error).__name__, error)
+                logger.error("stream failed: %s: %s", type(error).__name__, redact(str(error)))
 
     async def _pump(self, send: Send) -> None:
         events = self.events
