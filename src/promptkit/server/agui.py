@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
 
 import promptkit
 from promptkit import ChunkType, Message, PromptKitError, ToolCall, ToolResult, VariableError
@@ -22,14 +25,8 @@ from promptkit._redact import redact
 from promptkit.server._extra import require
 from promptkit.server.encoding import plain
 from promptkit.server.http import ApiError, EventStream, read_json
-from promptkit.server.hub import new_id
+from promptkit.server.hub import ServerState, new_id
 from promptkit.stores import MemoryStore
-
-if TYPE_CHECKING:
-    from promptkit.server.app import ServerState
-
-from starlette.requests import Request
-from starlette.responses import Response
 
 __all__ = ["routes"]
 

@@ -15,7 +15,6 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +35,16 @@ import promptkit  # noqa: E402
 from promptkit import Pack  # noqa: E402
 from promptkit._redact import redact, register_secret  # noqa: E402
 from promptkit.server.http import ApiError, json_error  # noqa: E402
-from promptkit.server.hub import ConversationHub, ProviderOptions, Setup, maybe_await  # noqa: E402
+from promptkit.server.hub import (  # noqa: E402
+    ConversationHub,
+    ProviderOptions,
+    ServerState,
+    Setup,
+    maybe_await,
+)
 from promptkit.stores import MemoryStore  # noqa: E402
 
-__all__ = ["DEFAULT_MAX_BODY", "ServerState", "create_app"]
+__all__ = ["DEFAULT_MAX_BODY", "create_app"]
 
 logger = logging.getLogger("promptkit.server")
 
@@ -48,14 +53,6 @@ STATIC = Path(__file__).resolve().parent / "static"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 _PROTECTED = ("/v1/", "/agui")
-
-
-@dataclass(slots=True)
-class ServerState:
-    """What the endpoints share: the conversations and the request limits."""
-
-    hub: ConversationHub
-    max_body: int
 
 
 def create_app(

@@ -21,7 +21,7 @@ import promptkit
 from promptkit import AsyncConversation, Pack
 from promptkit.stores import ConversationMetadata, StoredConversation, check_conversation_id
 
-__all__ = ["ConversationHub", "ProviderOptions", "Setup", "maybe_await", "new_id"]
+__all__ = ["ConversationHub", "ProviderOptions", "ServerState", "Setup", "maybe_await", "new_id"]
 
 Setup = Callable[[AsyncConversation], "Awaitable[None] | None"]
 
@@ -131,3 +131,11 @@ class ConversationHub:
         while self._open:
             _, conversation = self._open.popitem()
             await conversation.aclose()
+
+
+@dataclass(slots=True)
+class ServerState:
+    """What the endpoints share (``app.state.promptkit``): the conversations and the limits."""
+
+    hub: ConversationHub
+    max_body: int

@@ -16,7 +16,10 @@ ERROR chunk). A turn that fails or is cancelled commits nothing.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from promptkit import (
     AsyncConversation,
@@ -28,12 +31,7 @@ from promptkit import (
 )
 from promptkit.server.encoding import chunk_json, error_json, message_json, response_json
 from promptkit.server.http import ApiError, EventStream, read_json, sse_event
-
-if TYPE_CHECKING:
-    from promptkit.server.app import ServerState
-
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from promptkit.server.hub import ServerState
 
 __all__ = ["prompt_catalogue", "routes"]
 

@@ -15,11 +15,16 @@ chunk when ``stream_options.include_usage`` is set, then ``data: [DONE]``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.responses import Response as HTTPResponse
 
 import promptkit
 from promptkit import (
@@ -36,17 +41,8 @@ from promptkit import (
 )
 from promptkit.server.encoding import error_json
 from promptkit.server.http import ApiError, EventStream, read_json
-from promptkit.server.hub import maybe_await, new_id
+from promptkit.server.hub import ServerState, maybe_await, new_id
 from promptkit.stores import MemoryStore
-
-if TYPE_CHECKING:
-    from promptkit.server.app import ServerState
-
-import contextlib
-
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.responses import Response as HTTPResponse
 
 __all__ = ["routes"]
 
