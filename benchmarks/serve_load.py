@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -33,6 +34,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 KEY_ENV = "BENCH_UPSTREAM_KEY"
+# the bearer the load client sends: promptkit serve's token and LiteLLM's master key (both
+# servers then check auth on every request, as they would in production; the relay ignores it)
+BEARER = "sk-bench-master-5f0c2a9e71d84b36"
+WARMUP = 20  # streams run before the measured ones, to load every code path
 
 
 def free_port() -> int:
@@ -52,6 +57,32 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("server did not listen")
+
+
+def _tree(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        todo += [int(c) for c in children]
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and its descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for current in _tree(pid):
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def tree_hwm_kib(pid: int) -> int:
@@ -87,7 +118,8 @@ def start_upstream() -> tuple[subprocess.Popen[str], str]:
 
 def server_command(name: str, upstream: str, port: int, litellm: Path | None,
                    workdir: Path) -> tuple[list[str], dict[str, str]]:
-    env = {**os.environ, KEY_ENV: "sk-bench-not-a-real-key"}
+    env = {**os.environ, KEY_ENV: "sk-bench-not-a-real-key", "PROMPTKIT_SERVE_TOKEN": BEARER,
+           "LITELLM_MASTER_KEY": BEARER}
     quiet = ["--log-level", "warning", "--no-access-log"]
     if name == "promptkit serve":
         return ([sys.executable, "-m", "promptkit.cli.main", "serve",
@@ -119,7 +151,7 @@ async def _one(session: Any, url: str, body: bytes, t0: float) -> tuple[bool, fl
     try:
         async with session.post(url, data=body,
                                 headers={"content-type": "application/json",
-                                         "authorization": "Bearer bench"}) as response:
+                                         "authorization": f"Bearer {BEARER}"}) as response:
             if response.status != 200:
                 await response.read()
                 return False, None
@@ -143,7 +175,7 @@ async def _load(url: str, streams: int) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                      timeout=timeout) as session:
         await asyncio.gather(*(_one(session, url, body, time.perf_counter())
-                               for _ in range(20)))  # warm-up
+                               for _ in range(WARMUP)))
         start = time.perf_counter()
 
         async def timed() -> tuple[bool, float | None]:
@@ -172,25 +204,37 @@ def measure(name: str, upstream: str, streams: int, litellm: Path | None,
             workdir: Path) -> dict[str, Any]:
     port = free_port()
     command, env = server_command(name, upstream, port, litellm, workdir)
-    server = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, start_new_session=True)
+    log = (workdir / f"{name.replace(' ', '-')}.log").open("w")
+    server = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
     try:
-        wait_listening(port, server, timeout=120)
+        try:
+            wait_listening(port, server, timeout=120)
+        except RuntimeError as exc:
+            tail = Path(log.name).read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{exc}:\n{tail}") from None
         time.sleep(1.0)
+        cpu_before = tree_cpu_seconds(server.pid)
         client = subprocess.run(
             [sys.executable, __file__, "client", "--url",
              f"http://127.0.0.1:{port}/v1/chat/completions", "--streams", str(streams)],
             capture_output=True, text=True, timeout=300, check=True)
         result: dict[str, Any] = json.loads(client.stdout)
         result["rss_mib"] = round(tree_hwm_kib(server.pid) / 1024, 1)
+        # the server's own CPU per stream (warm-up streams included): what it costs,
+        # independent of how busy the machine was
+        used = tree_cpu_seconds(server.pid) - cpu_before
+        result["cpu_ms_per_stream"] = round(1000 * used / (streams + WARMUP), 2)
         return result
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        log.close()
 
 
 def _fmt(value: float | None, unit: str = "", digits: int = 3) -> str:
@@ -241,7 +285,8 @@ def main() -> None:
         if not results:
             continue
         summary[name] = {key: statistics.median(r[key] for r in results if r[key] is not None)
-                         for key in ("streams_per_s", "ttft_p50", "ttft_p99", "rss_mib")
+                         for key in ("streams_per_s", "ttft_p50", "ttft_p99", "rss_mib",
+                                     "cpu_ms_per_stream")
                          if any(r[key] is not None for r in results)}
         summary[name]["errors"] = sum(r["errors"] for r in results)
         summary[name]["runs"] = len(results)
@@ -250,19 +295,21 @@ def main() -> None:
     ours = summary.get("promptkit serve", {}).get("streams_per_s")
     ratios = {"vs_relay": ours / floor if ours and floor else None,
               "vs_litellm": ours / lite if ours and lite else None}
+    cpu = {name: row.get("cpu_ms_per_stream") for name, row in summary.items()}
     report = {"streams": args.streams, "reps": args.reps, "cpus": os.cpu_count(),
               "profile": "first event 200 ms, 30 chunks 30 ms apart", "results": summary,
-              "ratios": ratios, "notes": notes,
+              "ratios": ratios, "cpu_ms_per_stream": cpu, "notes": notes,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"| server ({args.streams} concurrent streams) | streams/s | TTFT p50 | TTFT p99 "
-          "| errors | peak RSS |")
-    print("|---|---:|---:|---:|---:|---:|")
+          "| errors | peak RSS | server CPU per stream |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, row in summary.items():
         print(f"| {name} | {row['streams_per_s']:.0f} | {_fmt(row.get('ttft_p50'), ' s')} "
               f"| {_fmt(row.get('ttft_p99'), ' s')} | {row['errors']} "
-              f"| {row.get('rss_mib', 0):.0f} MiB |")
+              f"| {row.get('rss_mib', 0):.0f} MiB "
+              f"| {_fmt(row.get('cpu_ms_per_stream'), ' ms', 2)} |")
     print(f"\npromptkit serve / relay: {_fmt(ratios['vs_relay'], '×', 2)}; "
           f"/ LiteLLM: {_fmt(ratios['vs_litellm'], '×', 2)}")
     for note in notes:

@@ -293,3 +293,19 @@ def test_no_key_or_token_in_any_response_or_log_line(caplog: pytest.LogCaptureFi
     assert "AuthenticationError" in everything  # the failure itself is reported
     assert KEY not in everything and KEY[8:] not in everything
     assert TOKEN not in everything
+
+
+def test_another_packs_conversation_in_a_shared_store_is_404() -> None:
+    from promptkit import Message
+    from promptkit.stores import ConversationMetadata, MemoryStore
+
+    store = MemoryStore()
+    foreign = "f" * 32
+    store.append(foreign, [Message(role="user", text="private")], 0,
+                 metadata=ConversationMetadata(pack_id="another-pack", prompt="chat"))
+    with LiveServer(mock_app(store=store)) as live:
+        assert call(live.url, "GET", f"/v1/conversations/{foreign}")[0] == 404
+        assert call(live.url, "POST", f"/v1/conversations/{foreign}/messages",
+                    {"content": "hi"})[0] == 404
+        assert call(live.url, "DELETE", f"/v1/conversations/{foreign}")[0] == 404
+    assert store.load(foreign) is not None

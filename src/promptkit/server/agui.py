@@ -90,6 +90,8 @@ async def run_agent(request: Request) -> Response | EventStream:
     if history:
         store.append(conversation_id, history, 0)
     variables = props.get("variables") or {}
+    if not isinstance(variables, Mapping):
+        raise ApiError(400, "invalid_request", "forwardedProps.variables must be an object")
     conversation = promptkit.open_async(pack, prompt, store=store,
                                         conversation_id=conversation_id,
                                         variables=dict(variables), **state.hub.options.kwargs())

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from promptkit._json import encode
 from promptkit._redact import redact
 
 __all__ = ["ApiError", "EventStream", "json_error", "read_json", "sse_event"]
@@ -60,9 +61,8 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
 
 def sse_event(data: Any, event: str | None = None) -> bytes:
     """One SSE event; ``data`` as compact JSON on one line."""
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {payload}\n\n".encode()
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + encode(data) + b"\n\n"
 
 
 class EventStream:
@@ -83,30 +83,58 @@ class EventStream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(k.encode(), v.encode()) for k, v in self.headers.items()]})
-        pump = asyncio.ensure_future(self._pump(send))
-        watch = asyncio.ensure_future(_wait_for_disconnect(receive))
+        # The producer runs the turn into ``buffer``; this coroutine writes what it finds there,
+        # coalescing the events produced together (the chunks one network read of the model's
+        # stream gave) into one write, since each write costs far more than a chunk.
+        buffer: list[bytes] = []
+        ready = asyncio.Event()
+        done = {"finished": False, "gone": False}
+
+        async def produce() -> None:
+            events = self.events
+            try:
+                async for piece in events:
+                    buffer.append(piece)
+                    ready.set()
+            finally:
+                done["finished"] = True
+                ready.set()
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+        async def watch() -> None:
+            await _wait_for_disconnect(receive)
+            done["gone"] = True
+            producer.cancel()  # closes the model call now, even mid-wait for a token
+            ready.set()
+
+        producer = asyncio.ensure_future(produce())
+        watcher = asyncio.ensure_future(watch())
         try:
-            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+            while (buffer or not done["finished"]) and not done["gone"]:
+                if not buffer:
+                    await ready.wait()
+                    ready.clear()
+                    continue
+                data = b"".join(buffer) if len(buffer) > 1 else buffer[0]
+                buffer.clear()
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            if not done["gone"]:
+                await producer  # its failure, if any, is this stream's
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client went away mid-write
+        except asyncio.CancelledError:
+            if not done["gone"]:
+                raise
+        except Exception as exc:
+            logger.error("stream failed: %s: %s", type(exc).__name__, redact(str(exc)))
         finally:
-            for task in (pump, watch):
+            for task in (producer, watcher):
                 if not task.done():
                     task.cancel()
-            await asyncio.gather(pump, watch, return_exceptions=True)
-        if pump.done() and not pump.cancelled() and pump.exception() is not None:
-            error = pump.exception()
-            if not isinstance(error, OSError):  # the client went away mid-write
-                logger.error("stream failed: %s: %s", type(error).__name__, redact(str(error)))
-
-    async def _pump(self, send: Send) -> None:
-        events = self.events
-        try:
-            async for piece in events:
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
-        finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await asyncio.gather(producer, watcher, return_exceptions=True)
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

@@ -90,6 +90,8 @@ class ConversationHub:
         except ValueError:
             return None
         stored: StoredConversation | None = await maybe_await(self.store.load(conversation_id))
+        if stored is not None and stored.metadata.pack_id not in ("", self.pack.id):
+            return None  # another pack's conversation in a shared store: not ours to show
         return stored
 
     async def open(self, conversation_id: str) -> AsyncConversation | None:
@@ -106,6 +108,10 @@ class ConversationHub:
             conversation_id, self.pack, stored.metadata.prompt or next(iter(self.pack.prompts)),
             store=self.store, **self.options.kwargs())
         await self.prepare(conversation)
+        raced = self._open.get(conversation_id)
+        if raced is not None:  # another request opened it meanwhile: one object, so 409 works
+            await conversation.aclose()
+            return raced
         self._open[conversation_id] = conversation
         while len(self._open) > self._cache_size:
             _, old = self._open.popitem(last=False)

@@ -39,6 +39,7 @@ from promptkit import (
     ToolResult,
     VariableError,
 )
+from promptkit._json import encode
 from promptkit.server.encoding import error_json
 from promptkit.server.http import ApiError, EventStream, read_json
 from promptkit.server.hub import ServerState, maybe_await, new_id
@@ -89,7 +90,10 @@ def _history(messages: list[Any]) -> list[Message]:
         elif role == "assistant":
             calls = []
             for raw in item.get("tool_calls") or ():
-                function = raw.get("function") or {}
+                function = raw.get("function") if isinstance(raw, Mapping) else None
+                if not isinstance(function, Mapping):
+                    raise ApiError(400, "invalid_request_error",
+                                   "each tool call needs a function object")
                 arguments = str(function.get("arguments") or "{}")
                 try:
                     parsed = json.loads(arguments)
@@ -136,6 +140,12 @@ class _Completion:
         self.created = int(time.time())
         self.conversation_id = ""
         self.scratch: MemoryStore | None = None
+        # every streamed chunk is the same JSON around its delta: encode the rest once
+        self._head = (b'data: {"id":"' + self.id.encode() + b'","object":"chat.completion.chunk'
+                      b'","created":' + str(self.created).encode() + b',"model":'
+                      + encode(self.prompt) + b',"choices":[{"index":0,"delta":')
+        self._usage_null = b',"usage":null' if self.include_usage else b""
+        self._tail = b',"logprobs":null,"finish_reason":null}]' + self._usage_null + b'}\n\n'
 
     async def open(self) -> tuple[AsyncConversation, Any]:
         """The conversation and its started stream (a new turn, or a held one continued)."""
@@ -247,13 +257,15 @@ class _Completion:
                 "usage": self.usage(response)}
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        data: dict[str, Any] = {
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.prompt,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-        if self.include_usage:
-            data["usage"] = None
-        return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+        """One ``chat.completion.chunk`` SSE event."""
+        if finish is None:
+            return self._head + encode(delta) + self._tail
+        return (self._head + encode(delta) + b',"logprobs":null,"finish_reason":'
+                + encode(finish) + b"}]" + self._usage_null + b"}\n\n")
+
+    def text_chunk(self, text: str) -> bytes:
+        """The event for a piece of text (the hot path: one encode of the text alone)."""
+        return self._head + b'{"content":' + encode(text) + b"}" + self._tail
 
     async def events(self, stream: Any) -> AsyncIterator[bytes]:
         yield self.chunk({"role": "assistant", "content": ""})
@@ -269,7 +281,7 @@ class _Completion:
     async def _event(self, chunk: StreamChunk, tool_index: int) -> bytes:
         kind = chunk.type
         if kind is ChunkType.TEXT:
-            return self.chunk({"content": chunk.text})
+            return self.text_chunk(chunk.text)
         if kind is ChunkType.CLIENT_TOOL and chunk.tool_call is not None:
             return self.chunk({"tool_calls": [self._tool_call(chunk.tool_call, tool_index)]})
         if kind.value == "validation":  # a guardrail replaced the reply: say so as text
