@@ -309,3 +309,25 @@ def test_another_packs_conversation_in_a_shared_store_is_404() -> None:
                     {"content": "hi"})[0] == 404
         assert call(live.url, "DELETE", f"/v1/conversations/{foreign}")[0] == 404
     assert store.load(foreign) is not None
+
+
+def test_chunk_types_added_later_are_encoded_generically() -> None:
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from promptkit.server.encoding import chunk_json
+
+    @dataclass(frozen=True)
+    class Verdict:
+        type: str
+        passed: bool
+        message: str
+        details: tuple[str, ...]
+
+    chunk = SimpleNamespace(
+        type=SimpleNamespace(value="validation"), text="", tool_call=None, tool_result=None,
+        response=None, error=None,
+        validation=Verdict("content_excludes", False, "blocked", ("word",)))
+    assert chunk_json(chunk) == {"type": "validation", "validation": {  # type: ignore[arg-type]
+        "type": "content_excludes", "passed": False, "message": "blocked",
+        "details": ["word"]}}

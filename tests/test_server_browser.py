@@ -194,3 +194,30 @@ def test_tool_calls_and_results_are_shown_inline(browser: Any) -> None:
         wait(browser, lambda d: page_state(d) == "idle" and d.find_elements(
             By.CSS_SELECTOR, "#log .tool.result"))
         assert console_errors(browser) == []
+
+
+def test_a_guardrail_block_replaces_the_reply_and_unknown_chunks_are_ignored(browser: Any
+                                                                           ) -> None:
+    """The page's chunk handling, fed the native stream's JSON directly (a guardrail-blocked
+    reply: text, then a ``validation`` chunk, then DONE with the replacement)."""
+    with LiveServer(create_app(HELLO, provider="mock")) as live:
+        open_page(browser, live.url + "/")
+        browser.execute_script("""
+            const turn = new Turn();
+            turn.handle({type: "text", text: "the forbidden w"});
+            turn.handle({type: "some_future_type", detail: 1});
+            turn.handle({type: "validation", validation: {
+                type: "content_excludes", passed: false, blocked: true,
+                message: "<b>I can't help with that.</b>"}});
+            turn.handle({type: "done", response: {text: "<b>I can't help with that.</b>",
+                finish_reason: "safety", usage: {input_tokens: 3, output_tokens: 0},
+                cost: null, time_to_first_token: 0.01, duration: 0.02}});
+        """)
+        bubble = browser.find_element(By.CSS_SELECTOR, "#log .msg.assistant.blocked")
+        assert bubble.find_element(By.CSS_SELECTOR, ".badge").text == \
+            "Blocked by guardrail (content_excludes)"
+        assert bubble.text.endswith("<b>I can't help with that.</b>")
+        assert "forbidden" not in bubble.text
+        assert bubble.find_elements(By.TAG_NAME, "b") == []
+        assert "cost n/a" in browser.find_element(By.CSS_SELECTOR, "#log .stats").text
+        assert console_errors(browser) == []
