@@ -26,3 +26,9 @@ def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(params=["sync", "async"])
 def driver(request: pytest.FixtureRequest) -> Driver:
     return Driver(request.param)
+
+
+# The serve tests need the serve extra (Starlette, uvicorn); without it they are not collected.
+import importlib.util  # noqa: E402
+
+collect_ignore_glob = [] if importlib.util.find_spec("starlette") else ["test_server_*.py"]

@@ -1,4 +1,4 @@
-"""The ``promptkit`` command: chat, send, validate, inspect and eval PromptPack files.
+"""The ``promptkit`` command: chat, send, serve, validate, inspect and eval PromptPack files.
 
 Argument parsing only; each sub-command lives in its own module and loads lazily, so
 ``promptkit validate`` never imports the HTTP stack and ``chat`` is the only one using rich.
@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     from promptkit.cli.evals import add_parser as add_eval
 
     add_eval(commands)
+
+    from promptkit.server.serve import add_parser as add_serve
+
+    add_serve(commands)
     return parser
 
 
@@ -93,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from promptkit.cli.evals import run_eval
 
         return run_eval(args)
+
+    if args.command == "serve":
+        from promptkit.server.serve import run_serve
+
+        return run_serve(args)
     if args.command == "send":
         from promptkit.cli.send import run_send
 
