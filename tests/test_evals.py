@@ -373,3 +373,24 @@ def test_unknown_eval_types_of_the_corpus_warn_and_are_skipped() -> None:
         conv = promptkit.open(compat_pack("promptkit/sdk/examples/onnx-audio-emotion/"
                                           "caller.pack.json"), "assistant", **mock())
     assert conv._evals == ()
+
+
+def test_guardrail_failures_and_eval_results_are_events(driver: Driver, tmp_path: Path) -> None:
+    """validation.failed comes from the turn engine's one recording point, eval.completed from
+    the eval book: both reach conv.on handlers through both drivers."""
+    pack = write_pack(tmp_path, validators=[
+        {"type": "banned_words", "enabled": True,
+         "params": {"words": ["mock"], "message": "[withheld]"}}],
+        evals=[{"id": "polite", "type": "contains", "trigger": "every_turn",
+                "params": {"patterns": ["hello"]}}])
+    conv = driver.open(pack, "chat", **mock("Hello from the mock model."))
+    seen: list[promptkit.Event] = []
+    conv.on("validation.failed", seen.append)
+    conv.on("eval.completed", seen.append)
+    texts = session(driver, conv, "hi")
+    assert texts == ["[withheld]"]
+    failed = [e for e in seen if e.name == "validation.failed"]
+    assert len(failed) == 1 and failed[0].data["type"] in ("banned_words", "content_excludes")
+    assert failed[0].data["blocked"] is True and failed[0].turn_index == 0
+    completed = [e for e in seen if e.name == "eval.completed"]
+    assert [e.data["id"] for e in completed] == ["polite"]

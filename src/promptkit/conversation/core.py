@@ -501,7 +501,7 @@ class ConversationCore:
         if self._eval_runner is None:
             from promptkit.conversation.evaluating import EvalBook
 
-            self._eval_book = EvalBook()
+            self._eval_book = EvalBook(self._watch.eval_completed)
             self._eval_runner = self._new_eval_runner(self._eval_book)
         return self._eval_runner
 

@@ -45,14 +45,18 @@ _SYNC_WORKERS = 4
 class EvalBook:
     """The results of one conversation's evals, safe to add to from worker threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_result: Callable[[EvalResult], None] | None = None) -> None:
         self._results: list[EvalResult] = []
         self._lock = threading.Lock()
+        self._on_result = on_result
 
     def add(self, result: EvalResult) -> None:
-        """Record a result (the single place where eval results appear: hook events here)."""
+        """Record a result: the single place eval results appear (``eval.completed`` is
+        emitted from here, through ``on_result``)."""
         with self._lock:
             self._results.append(result)
+        if self._on_result is not None:
+            self._on_result(result)
 
     def snapshot(self) -> list[EvalResult]:
         with self._lock:

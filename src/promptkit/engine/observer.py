@@ -21,6 +21,7 @@ from promptkit._errors import PromptKitError
 from promptkit.engine.chunks import Response
 from promptkit.engine.dialect import ModelRequest, RoundResult
 from promptkit.engine.messages import ToolCall, ToolResult
+from promptkit.engine.validation import ValidationResult
 
 __all__ = ["CallOutcome", "TurnObserver"]
 
@@ -91,4 +92,8 @@ class TurnObserver(Protocol):
 
     def approval_required(self, call: ToolCall, reason: str) -> None:
         """``call`` is held for a human decision."""
+        ...
+
+    def validation_failed(self, result: ValidationResult) -> None:
+        """A guardrail failed (enforced or monitored) on the user message or the answer."""
         ...

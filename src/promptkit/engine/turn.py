@@ -171,7 +171,7 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
         inputs, outputs = split_guardrails(plan.guardrails)
         if inputs and plan.user_message is not None:
             checked = yield from run_checks(inputs, plan.user_message.text, "input")
-            state.validations.extend(checked)
+            _record(plan, state, checked)
             blocked = first_blocked(checked)
             if blocked is not None:  # neither sent nor stored
                 yield Emit(StreamChunk(type=ChunkType.VALIDATION, validation=blocked))
@@ -252,10 +252,9 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
         outputs = split_guardrails(plan.guardrails)[1]
         checked = yield from run_checks(outputs, final.text, "output",
                                         passed=() if guard is None else guard.guardrails)
-        state.validations.extend(checked)
         blocked = first_blocked(checked)
-        if blocked is not None:
-            state.validations.remove(blocked)
+        _record(plan, state, [r for r in checked if r is not blocked])
+        if blocked is not None:  # _block records it, last
             return (yield from _block(plan, state, blocked, before_final))
     model = result.model or plan.model
     parsed = None
@@ -285,12 +284,23 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
     )
 
 
+def _record(plan: TurnPlan, state: _TurnState, results: Sequence[ValidationResult]) -> None:
+    """Keep guardrail results for the Response; tell the observer of each failure (the one
+    place ``validation.failed`` comes from)."""
+    state.validations.extend(results)
+    observer = plan.observer
+    if observer is not None:
+        for result in results:
+            if not result.passed:
+                observer.validation_failed(result)
+
+
 def _block(plan: TurnPlan, state: _TurnState, blocked: ValidationResult,
            kept: list[Message]) -> Generator[Action, Any, Response]:
     """End the turn with a guardrail block: the VALIDATION chunk, then history gets ``kept``
     (the user message and any tool rounds) and the replacement answer, never the violation."""
     yield Emit(StreamChunk(type=ChunkType.VALIDATION, validation=blocked))
-    state.validations.append(blocked)
+    _record(plan, state, (blocked,))
     replacement = Message(role="assistant", text=blocked.message, finish_reason="safety")
     turn_messages = (*kept, replacement)
     yield Commit(turn_messages)
