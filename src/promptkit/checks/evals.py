@@ -20,7 +20,7 @@ from typing import Any
 from promptkit._errors import PackValidationError
 from promptkit.checks.problems import EvalConfigWarning, Findings
 from promptkit.checks.registry import known_names, lookup, nearest_names
-from promptkit.checks.types import CheckInput, CheckType, InvalidParams, Outcome, UnusableParams
+from promptkit.checks.types import CheckInput, CheckType, Outcome
 from promptkit.engine.messages import Message, ToolCall
 from promptkit.engine.validation import ValidationResult
 from promptkit.pack.model import Pack, PromptSpec
@@ -185,15 +185,8 @@ def _compile_one(path: tuple[PathElement, ...], entry: Any, custom: Mapping[str,
                       f"{', '.join(nearest_names(kind, names))}; register it with "
                       "open(evals={...}))")
         return None
-    try:
-        config = check_type.prepare(params)
-    except UnusableParams as exc:
-        findings.warn((*path, "params"), f"{kind}: {exc}")
-        return None
-    except InvalidParams as exc:
-        findings.error((*path, "params"), f"{kind}: {exc}")
-        return None
-    return EvalSpec(**common, check_type=check_type, config=config)
+    usable, config = findings.prepared(check_type, kind, params, path)
+    return EvalSpec(**common, check_type=check_type, config=config) if usable else None
 
 
 # --- which evals run -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 from promptkit._errors import PackValidationError
 from promptkit.checks.problems import Findings, GuardrailConfigWarning
 from promptkit.checks.registry import known_names, lookup, nearest_names
-from promptkit.checks.types import CheckInput, CheckType, InvalidParams, UnusableParams
+from promptkit.checks.types import CheckInput, CheckType
 from promptkit.engine.guardrails import DEFAULT_BLOCK_MESSAGE, Direction, StreamScan
 from promptkit.engine.validation import ValidationResult
 from promptkit.pack.model import Pack, PromptSpec
@@ -180,15 +180,8 @@ def _compile_one(path: tuple[PathElement, ...], entry: Any,
                        f"{', '.join(nearest_names(kind, names))} (register custom types "
                        "with open(validators={...}))")
         return None
-    try:
-        config = check_type.prepare(params)
-    except UnusableParams as exc:
-        findings.warn((*path, "params"), f"{kind}: {exc}")
-        return None
-    except InvalidParams as exc:
-        findings.error((*path, "params"), f"{kind}: {exc}")
-        return None
-    return CompiledGuardrail(**common, check_type=check_type, config=config)
+    usable, config = findings.prepared(check_type, kind, params, path)
+    return CompiledGuardrail(**common, check_type=check_type, config=config) if usable else None
 
 
 def _is_async(function: Callable[..., Any]) -> bool:

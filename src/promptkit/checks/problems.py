@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from promptkit._errors import ValidationIssue, present_as_promptkit
+from promptkit.checks.types import CheckType, InvalidParams, UnusableParams
 from promptkit.pack.model import Pack
 from promptkit.pack.positions import Locator, PathElement
 
@@ -57,6 +59,18 @@ class Findings:
 
     def warn(self, path: Sequence[PathElement], message: str) -> None:
         self.warnings.append(self._issue(path, message))
+
+    def prepared(self, check_type: CheckType, kind: str, params: Mapping[str, Any],
+                 path: Sequence[PathElement]) -> tuple[bool, Any]:
+        """``(True, config)`` for usable params; else the problem is recorded (unusable:
+        a warning and the item is skipped; invalid: an error) and ``(False, None)``."""
+        try:
+            return True, check_type.prepare(params)
+        except UnusableParams as exc:
+            self.warn((*path, "params"), f"{kind}: {exc}")
+        except InvalidParams as exc:
+            self.error((*path, "params"), f"{kind}: {exc}")
+        return False, None
 
     def _issue(self, path: Sequence[PathElement], message: str) -> ValidationIssue:
         if path and path[0] in ("prompts", "evals"):
