@@ -331,3 +331,25 @@ def test_chunk_types_added_later_are_encoded_generically() -> None:
     assert chunk_json(chunk) == {"type": "validation", "validation": {  # type: ignore[arg-type]
         "type": "content_excludes", "passed": False, "message": "blocked",
         "details": ["word"]}}
+
+
+def test_a_guardrail_block_streams_as_a_validation_chunk_and_stores_the_replacement() -> None:
+    """End to end with the pack's guardrails: the banned word never reaches the client."""
+    guard = [{"type": "banned_words", "params": {"words": ["mock"], "message": "[withheld]"}}]
+    with LiveServer(mock_app(open_options={"guardrails": guard})) as server:
+        conversation = new_conversation(server.url)
+        status, _, body = call(server.url, "POST",
+                               f"/v1/conversations/{conversation}/messages", {"content": "Hi"})
+        assert status == 200
+        events = parse_sse(body)
+        kinds = [d["type"] for _, d in events]
+        assert "validation" in kinds and kinds[-1] == "done"
+        shown = "".join(d.get("text", "") for _, d in events if d["type"] == "text")
+        assert "mock" not in shown.lower()
+        validation = next(d for _, d in events if d["type"] == "validation")["validation"]
+        assert validation["blocked"] is True
+        done = events[-1][1]["response"]
+        assert done["finish_reason"] == "safety" and done["text"] == "[withheld]"
+        _, _, body = call(server.url, "GET", f"/v1/conversations/{conversation}")
+        texts = [m["text"] for m in json.loads(body)["messages"]]
+        assert texts == ["Hi", "[withheld]"]
