@@ -196,13 +196,13 @@ def test_the_budget_drops_the_least_recently_used_histories(driver: Driver,
                                                             ) -> None:
     from promptkit.conversation.kept import KEPT, KeptHistories
 
-    budget = KeptHistories(3000)
-    monkeypatch.setattr("promptkit.conversation.core.KEPT", budget)
+    budget = KeptHistories(6000)
+    monkeypatch.setattr("promptkit.conversation.kept.KEPT", budget)
     stores = [CountingStore(MemoryStore()) for _ in range(3)]
     convs = [driver.open(HELLO, "chat", store=s, **OPTIONS) for s in stores]
     for conv in convs:
-        driver.send(conv, "one")  # ~2 messages each: about 700 bytes kept
-    assert budget.total <= 3000
+        driver.send(conv, "one")  # 2 messages each: about 1,200 bytes kept
+    assert budget.total <= 6000
     for _ in range(3):
         driver.send(convs[2], "the newest keeps growing")
     assert convs[0]._history is None  # dropped first (least recently used)
@@ -217,9 +217,44 @@ def test_the_budget_drops_the_least_recently_used_histories(driver: Driver,
 def test_a_zero_budget_keeps_nothing(driver: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
     from promptkit.conversation.kept import KeptHistories
 
-    monkeypatch.setattr("promptkit.conversation.core.KEPT", KeptHistories(0))
+    monkeypatch.setattr("promptkit.conversation.kept.KEPT", KeptHistories(0))
     store = CountingStore(MemoryStore())
     conv = driver.open(HELLO, "chat", store=store, **OPTIONS)
     for n in range(3):
         driver.send(conv, f"m{n}")
     assert store.loads == 3 and conv._history is None
+
+
+def test_each_history_message_is_converted_to_the_wire_once(driver: Driver,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    from promptkit.providers import openai_chat
+
+    converted: list[str] = []
+    original = openai_chat._message
+
+    def counting(message: Message) -> Any:
+        converted.append(message.text)
+        return original(message)
+
+    monkeypatch.setattr(openai_chat, "_message", counting)
+    conv = driver.open(HELLO, "chat", **OPTIONS)
+    for n in range(4):
+        driver.send(conv, f"q{n}")
+    # every turn converts only its new user message (and, after a reply, nothing again)
+    assert [text for text in converted if text.startswith("q")] == ["q0", "q1", "q2", "q3"]
+    assert len(converted) == 4 + 3  # 4 user messages, 3 earlier replies (each once)
+    bodies = [json.loads(r.body)["messages"] for r in conv._binding.options["transport"].requests]
+    assert bodies[-1][1:] == [original(m) for m in conv.messages[:-1]]  # sent before the reply
+
+
+def test_the_wire_memo_drops_entries_no_longer_sent() -> None:
+    from promptkit.engine.dialect import WireMemo
+
+    memo = WireMemo()
+    kept = [Message(role="user", text=f"k{n}") for n in range(3)]
+    for n in range(100):  # e.g. failed turns' messages, never committed
+        memo.convert([*kept, Message(role="user", text=f"lost {n}")], lambda m: {"t": m.text})
+    assert len(memo) <= 2 * 4 + 64
+    first = memo.convert(kept, lambda m: {"t": m.text})
+    assert memo.convert(kept, lambda m: {"t": "recomputed"}) == first  # reused, same objects

@@ -19,8 +19,8 @@ from promptkit._errors import (
     ConversationClosedError,
     ToolNotRegisteredError,
 )
-from promptkit.conversation.kept import KEPT, TurnHistory
-from promptkit.engine.dialect import ToolDefinition
+from promptkit.conversation.kept import KeepsHistory, TurnHistory
+from promptkit.engine.dialect import ToolDefinition, WireMemo
 from promptkit.engine.held import PendingToolCall, decision_message, pending_calls, visible
 from promptkit.engine.messages import Message
 from promptkit.engine.output import OutputSpec, output_spec
@@ -56,7 +56,7 @@ __all__ = ["ConversationCore", "TurnOptions"]
 F = TypeVar("F", bound=ToolHandler)
 
 
-class ConversationCore:
+class ConversationCore(KeepsHistory):
     """Shared state of one conversation with one prompt of a pack."""
 
     def __init__(
@@ -101,6 +101,7 @@ class ConversationCore:
         self._turn_lock = threading.Lock()
         self._closed = False
         self._history: TurnHistory | None = None  # see TurnHistory; only turns touch it
+        self._wire_memo = WireMemo()  # the kept history's wire form (cleared with it)
         self._watch = watch or ConversationWatch(
             conversation_id=self._id, pack_id=pack.id, pack_version=pack.version,
             prompt_name=prompt.name, base_url=_base_url(binding),
@@ -357,39 +358,6 @@ class ConversationCore:
     def _end_turn(self) -> None:
         self._turn_lock.release()
 
-    def _reuse_history(self, head: Any) -> TurnHistory | None:
-        """The kept history if ``head`` (the store's ``head()``, or None) says it is current."""
-        kept = self._history
-        if kept is None or not isinstance(head, tuple):
-            return None
-        current = kept.current(head)
-        if current is not kept:
-            self._keep(current)
-        return current
-
-    def _loaded_history(self, messages: tuple[Message, ...], version: int,
-                        head: Any) -> TurnHistory:
-        loaded = TurnHistory.of(messages, version)
-        if isinstance(head, tuple) and head[0] == version and head[1]:
-            loaded = replace(loaded, incarnation=head[1])
-        self._keep(loaded)
-        return loaded
-
-    def _committed(self, before: TurnHistory, messages: Sequence[Message],
-                   version: Any) -> TurnHistory | None:
-        """Keep ``before`` plus a committed turn (``version`` is what ``append`` returned)."""
-        kept = (before.extended(messages, version)
-                if isinstance(version, int) and version == before.version + 1 else None)
-        self._keep(kept)
-        return kept
-
-    def _keep(self, history: TurnHistory | None) -> None:
-        self._history = history
-        if history is None:
-            KEPT.forget(self)
-        else:
-            KEPT.keep(self, history.size)
-
     def _plan_turn(self, message: str | Message | None, timeout: float | None,
                    images: Iterable[MediaSource] | None = None,
                    documents: Iterable[MediaSource] | None = None,
@@ -433,6 +401,7 @@ class ConversationCore:
             observer=self._watch.turn(provider=self.provider, model=self.model, system=system,
                                       user_message=user, parameters=self._prompt.parameters),
             guardrails=self._guardrails,
+            memo=self._wire_memo,
         )
 
     # --- held tool calls (shared by both drivers; pure) ----------------------------------

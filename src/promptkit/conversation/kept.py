@@ -18,14 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from promptkit.engine.dialect import WireMemo
 from promptkit.engine.held import visible
 from promptkit.engine.messages import Message
 
-__all__ = ["KEPT", "KeptHistories", "TurnHistory"]
+__all__ = ["KEPT", "KeepsHistory", "KeptHistories", "TurnHistory"]
 
-# A decoded Message with its Usage and extra dict costs about this much beside its text
-# (measured with tracemalloc on 20-turn histories); a budget estimate, not an exact count.
-_MESSAGE_OVERHEAD = 320
+# A decoded Message with its Usage and extra dict, plus its wire form in the conversation's
+# WireMemo (which shares the text), costs about this much beside its text (measured with
+# tracemalloc on 20-turn histories); a budget estimate, not an exact count.
+_MESSAGE_OVERHEAD = 560
 
 
 def _size(messages: Sequence[Message]) -> int:
@@ -66,7 +68,7 @@ class TurnHistory:
 
 class KeptHistories:
     """Which conversations keep a decoded history: the most recently used, within ``budget``
-    bytes. Dropping one sets the owner's ``_history`` to ``None``."""
+    bytes. Dropping one calls the owner's ``_drop_history()``."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
@@ -105,7 +107,7 @@ class KeptHistories:
                 if victim is not None:
                     dropped.append(victim)
         for victim in dropped:  # outside the lock: an owner is never mid-update here
-            victim._history = None
+            victim._drop_history()
 
     def forget(self, owner: Any) -> None:
         with self._lock:
@@ -124,6 +126,52 @@ class KeptHistories:
             if entry is not None and entry[0] is ref:
                 del self._owners[key]  # type: ignore[arg-type]
                 self._total -= entry[1]
+
+
+class KeepsHistory:
+    """The kept-history part of a conversation (mixed into ConversationCore)."""
+
+    _history: TurnHistory | None
+    _wire_memo: WireMemo
+
+    def _reuse_history(self, head: Any) -> TurnHistory | None:
+        """The kept history if ``head`` (the store's ``head()``, or None) says it is current."""
+        kept = self._history
+        if kept is None or not isinstance(head, tuple):
+            return None
+        current = kept.current(head)
+        if current is not kept:
+            self._keep(current)
+        return current
+
+    def _loaded_history(self, messages: tuple[Message, ...], version: int,
+                        head: Any) -> TurnHistory:
+        loaded = TurnHistory.of(messages, version)
+        self._wire_memo.clear()  # new message objects: nothing to reuse
+        if isinstance(head, tuple) and head[0] == version and head[1]:
+            loaded = replace(loaded, incarnation=head[1])
+        self._keep(loaded)
+        return loaded
+
+    def _committed(self, before: TurnHistory, messages: Sequence[Message],
+                   version: Any) -> TurnHistory | None:
+        """Keep ``before`` plus a committed turn (``version`` is what ``append`` returned)."""
+        kept = (before.extended(messages, version)
+                if isinstance(version, int) and version == before.version + 1 else None)
+        self._keep(kept)
+        return kept
+
+    def _drop_history(self) -> None:
+        """Forget the kept history (the budget needs the room): the next turn loads it."""
+        self._history = None
+        self._wire_memo.clear()
+
+    def _keep(self, history: TurnHistory | None) -> None:
+        self._history = history
+        if history is None:
+            KEPT.forget(self)
+        else:
+            KEPT.keep(self, history.size)
 
 
 def _budget_from_env() -> int:

@@ -8,7 +8,7 @@ transport and the two conversation drivers do.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ __all__ = [
     "RoundDecoder",
     "RoundResult",
     "ToolDefinition",
+    "WireMemo",
 ]
 
 
@@ -37,6 +38,43 @@ class ToolDefinition:
     parameters: Mapping[str, Any] = field(
         default_factory=lambda: {"type": "object", "properties": {}}
     )
+
+
+class WireMemo:
+    """Each history message's wire form, kept for one conversation (and its one dialect).
+
+    A conversation sends its whole history every turn; with a memo a dialect converts each
+    message once, not once per turn. Entries are keyed by message identity (a reloaded
+    history is made of new objects and starts afresh) and are never modified after they are
+    made: dialects build new containers around them. Entries of messages that are no longer
+    sent (an uncommitted turn's) are dropped when they outnumber the ones in use.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[Message, Any]] = {}
+
+    def convert(self, messages: Sequence[Message], one: Callable[[Message], Any]) -> list[Any]:
+        """``[one(m) for m in messages]``, each computed at most once per message."""
+        items = self._items
+        out = []
+        for message in messages:
+            found = items.get(id(message))
+            if found is None or found[0] is not message:
+                found = items[id(message)] = (message, one(message))
+            out.append(found[1])
+        if len(items) > 2 * len(messages) + 64:
+            used = {id(message) for message in messages}
+            for key in [key for key in items if key not in used]:
+                del items[key]
+        return out
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +100,8 @@ class ModelRequest:
     """Headers set in code (``extra_headers=``), added after the endpoint's; never auth ones."""
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     """Body keys set in code (``extra_body=``), merged into the JSON body last."""
+    memo: WireMemo | None = field(default=None, compare=False, repr=False)
+    """The conversation's memo of converted history messages (dialects may use it)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

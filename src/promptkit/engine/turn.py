@@ -33,7 +33,7 @@ from typing import Any
 
 from promptkit._errors import PromptKitError, ToolLoopLimitError
 from promptkit.engine.chunks import ChunkType, Response, StreamChunk, text_chunk
-from promptkit.engine.dialect import ModelRequest, RoundResult, ToolDefinition
+from promptkit.engine.dialect import ModelRequest, RoundResult, ToolDefinition, WireMemo
 from promptkit.engine.guardrails import (
     Guardrail,
     OutputGuard,
@@ -146,6 +146,8 @@ class TurnPlan:
     output: OutputSpec | None = None
     extra_headers: Mapping[str, str] = field(default_factory=dict)
     extra_body: Mapping[str, Any] = field(default_factory=dict)
+    #: the conversation's memo of converted history messages (``dialect.WireMemo``)
+    memo: WireMemo | None = None
     max_rounds: int = 5
     max_tool_calls: int = 10
     blocklist: tuple[str, ...] = ()
@@ -185,7 +187,7 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
             tools=plan.tools, parameters=plan.parameters,
             tool_choice=_tool_choice(plan, first_call=not resume and state.tool_rounds == 0),
             response_format=plan.response_format,
-            extra_headers=plan.extra_headers, extra_body=plan.extra_body,
+            extra_headers=plan.extra_headers, extra_body=plan.extra_body, memo=plan.memo,
         )
         outcome = yield from _call_with_retries(request, plan.retry, plan.observer, guard)
         if state.first_content_at is None:

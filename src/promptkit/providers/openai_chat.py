@@ -63,6 +63,7 @@ from promptkit.engine.dialect import (
     RoundDecoder,
     RoundResult,
     ToolDefinition,
+    WireMemo,
 )
 from promptkit.engine.messages import Message, ToolCall, Usage
 from promptkit.providers._common import stop_sequences
@@ -129,7 +130,7 @@ class OpenAIChatDialect:
         headers.update(request.extra_headers)
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": _messages(request.system, request.messages),
+            "messages": _messages(request.system, request.messages, request.memo),
             "stream": True,
         }
         if self.include_usage:
@@ -179,38 +180,41 @@ class OpenAIChatDialect:
         return status_error_from_body(status, headers, body, self.name)
 
 
-def _messages(system: str, messages: Sequence[Message]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    if system:
-        out.append({"role": "system", "content": system})
-    for message in messages:
-        role = message.role
-        if role == "assistant":
-            # content is always a string, "" beside tool calls: OpenAI and vLLM take "" or
-            # null, llama-cpp-python's server takes only a string (null or absent is a 500)
-            item: dict[str, Any] = {"role": "assistant", "content": message.text}
-            if message.tool_calls:
-                item["tool_calls"] = [
-                    {"id": call.id, "type": "function",
-                     "function": {"name": call.name,
-                                  "arguments": call.raw_arguments or _dumps(call.arguments)}}
-                    for call in message.tool_calls
-                ]
-            out.append(item)
-        elif role == "tool":
-            result = message.tool_result
-            if result is None:
-                raise ValueError("a tool message needs a tool_result")
-            out.append({"role": "tool", "tool_call_id": result.call_id,
-                        "content": result.content})
-        elif role == "user" and media_parts(message):
-            content: list[dict[str, Any]] = [{"type": "text", "text": message.text}] \
-                if message.text else []
-            content += [_content_part(part) for part in media_parts(message)]
-            out.append({"role": "user", "content": content})
-        else:  # user, system
-            out.append({"role": role, "content": message.text})
+def _messages(system: str, messages: Sequence[Message],
+              memo: WireMemo | None = None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    out += (memo.convert(messages, _message) if memo is not None
+            else [_message(message) for message in messages])
     return out
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """One history message as a Chat Completions message (never modified afterwards: a
+    WireMemo may hand the same dict to every later request)."""
+    role = message.role
+    if role == "assistant":
+        # content is always a string, "" beside tool calls: OpenAI and vLLM take "" or
+        # null, llama-cpp-python's server takes only a string (null or absent is a 500)
+        item: dict[str, Any] = {"role": "assistant", "content": message.text}
+        if message.tool_calls:
+            item["tool_calls"] = [
+                {"id": call.id, "type": "function",
+                 "function": {"name": call.name,
+                              "arguments": call.raw_arguments or _dumps(call.arguments)}}
+                for call in message.tool_calls
+            ]
+        return item
+    if role == "tool":
+        result = message.tool_result
+        if result is None:
+            raise ValueError("a tool message needs a tool_result")
+        return {"role": "tool", "tool_call_id": result.call_id, "content": result.content}
+    if role == "user" and media_parts(message):
+        content: list[dict[str, Any]] = [{"type": "text", "text": message.text}] \
+            if message.text else []
+        content += [_content_part(part) for part in media_parts(message)]
+        return {"role": "user", "content": content}
+    return {"role": role, "content": message.text}  # user, system
 
 
 def _content_part(part: Mapping[str, Any]) -> dict[str, Any]:
