@@ -248,13 +248,16 @@ def test_each_history_message_is_converted_to_the_wire_once(driver: Driver,
     assert bodies[-1][1:] == [original(m) for m in conv.messages[:-1]]  # sent before the reply
 
 
-def test_the_wire_memo_drops_entries_no_longer_sent() -> None:
+def test_the_wire_memo_reuses_the_common_prefix_only() -> None:
     from promptkit.engine.dialect import WireMemo
 
     memo = WireMemo()
     kept = [Message(role="user", text=f"k{n}") for n in range(3)]
-    for n in range(100):  # e.g. failed turns' messages, never committed
+    for n in range(100):  # e.g. failed turns' messages, never committed: nothing piles up
         memo.convert([*kept, Message(role="user", text=f"lost {n}")], lambda m: {"t": m.text})
-    assert len(memo) <= 2 * 4 + 64
-    first = memo.convert(kept, lambda m: {"t": m.text})
-    assert memo.convert(kept, lambda m: {"t": "recomputed"}) == first  # reused, same objects
+    assert len(memo) == 4
+    again = memo.convert(kept, lambda m: {"t": "recomputed"})
+    assert again == [{"t": "k0"}, {"t": "k1"}, {"t": "k2"}]  # reused, not converted again
+    other = [kept[0], Message(role="user", text="k1"), kept[2]]  # equal text, new object
+    assert memo.convert(other, lambda m: {"t": "new " + m.text}) == [
+        {"t": "k0"}, {"t": "new k1"}, {"t": "new k2"}]  # from the first difference on

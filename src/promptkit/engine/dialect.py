@@ -8,6 +8,7 @@ transport and the two conversation drivers do.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -41,37 +42,39 @@ class ToolDefinition:
 
 
 class WireMemo:
-    """Each history message's wire form, kept for one conversation (and its one dialect).
+    """The wire form of the messages a conversation last sent, for its one dialect.
 
-    A conversation sends its whole history every turn; with a memo a dialect converts each
-    message once, not once per turn. Entries are keyed by message identity (a reloaded
-    history is made of new objects and starts afresh) and are never modified after they are
-    made: dialects build new containers around them. Entries of messages that are no longer
-    sent (an uncommitted turn's) are dropped when they outnumber the ones in use.
+    A conversation sends its whole history every turn, and each turn's history starts with
+    the previous request's messages (the same objects: conversations keep their history).
+    The memo keeps the previous request's messages and their converted forms; a new request
+    reuses the forms of the common prefix (found by identity, at C speed) and converts only
+    the rest. Converted forms are never modified afterwards: dialects build new containers
+    around them.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_messages")
 
     def __init__(self) -> None:
-        self._items: dict[int, tuple[Message, Any]] = {}
+        self._messages: list[Message] = []
+        self._items: list[Any] = []
 
     def convert(self, messages: Sequence[Message], one: Callable[[Message], Any]) -> list[Any]:
-        """``[one(m) for m in messages]``, each computed at most once per message."""
-        items = self._items
-        out = []
-        for message in messages:
-            found = items.get(id(message))
-            if found is None or found[0] is not message:
-                found = items[id(message)] = (message, one(message))
-            out.append(found[1])
-        if len(items) > 2 * len(messages) + 64:
-            used = {id(message) for message in messages}
-            for key in [key for key in items if key not in used]:
-                del items[key]
-        return out
+        """``[one(m) for m in messages]``, reusing what the previous call converted."""
+        previous = self._messages
+        shared = min(len(previous), len(messages))
+        if shared:
+            same = list(map(operator.is_, previous[:shared], messages[:shared]))
+            if not all(same):
+                shared = same.index(False)
+        items = self._items[:shared]
+        items += [one(message) for message in messages[shared:]]
+        self._messages = list(messages)
+        self._items = items
+        return list(items)
 
     def clear(self) -> None:
-        self._items.clear()
+        self._messages = []
+        self._items = []
 
     def __len__(self) -> int:
         return len(self._items)
