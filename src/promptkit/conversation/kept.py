@@ -30,6 +30,10 @@ __all__ = ["KEPT", "KeepsHistory", "KeptHistories", "TurnHistory"]
 _MESSAGE_OVERHEAD = 560
 
 
+def _users(messages: Sequence[Message]) -> int:
+    return sum(1 for m in messages if m.role == "user")
+
+
 def _size(messages: Sequence[Message]) -> int:
     return sum(_MESSAGE_OVERHEAD + len(m.text) for m in messages)
 
@@ -47,14 +51,18 @@ class TurnHistory:
     version: int
     incarnation: str | None = None  # learnt from head(); None until known
     size: int = 0                   # estimated bytes, for the budget
+    user_turns: int = 0             # user messages among the visible ones (the turn index)
 
     @classmethod
     def of(cls, messages: tuple[Message, ...], version: int) -> TurnHistory:
-        return cls(messages, visible(messages), version, None, _size(messages))
+        shown = visible(messages)
+        return cls(messages, shown, version, None, _size(messages), _users(shown))
 
     def extended(self, messages: Sequence[Message], version: int) -> TurnHistory:
-        return TurnHistory(self.messages + tuple(messages), self.visible + visible(messages),
-                           version, self.incarnation, self.size + _size(messages))
+        shown = visible(messages)
+        return TurnHistory(self.messages + tuple(messages), self.visible + shown, version,
+                           self.incarnation, self.size + _size(messages),
+                           self.user_turns + _users(shown))
 
     def current(self, head: tuple[int, str]) -> TurnHistory | None:
         """This history if the store's ``(version, incarnation)`` says nobody else wrote."""

@@ -131,7 +131,7 @@ class TurnRun:
         self.version = loaded.version
         history = loaded.messages
         if self.plan.observer is not None:
-            self.plan.observer.turn_started(sum(m.role == "user" for m in loaded.visible))
+            self.plan.observer.turn_started(loaded.user_turns)
         if self.plan.user_message is None:
             self.history = loaded.visible
             self.resume = resume_items(history)
