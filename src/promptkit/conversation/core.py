@@ -42,7 +42,9 @@ from promptkit.tools.registry import ToolRegistry
 if TYPE_CHECKING:
     from promptkit.checks.evals import EvalResult, EvalSpec
     from promptkit.conversation.evaluating import EvalBook
+    from promptkit.conversation.fitting import ContextKeeper
     from promptkit.engine.chunks import Response
+    from promptkit.engine.context import ContextPolicy
     from promptkit.engine.guardrails import Guardrail
     from promptkit.engine.media import MediaSource
     from promptkit.pack.model import Pack, PromptSpec
@@ -81,6 +83,7 @@ class ConversationCore:
         evals: tuple[EvalSpec, ...] = (),
         judge: Binding | None = None,
         max_concurrent_evals: int = 10,
+        context: ContextPolicy | None = None,
     ) -> None:
         self._pack = pack
         self._prompt = prompt
@@ -112,6 +115,9 @@ class ConversationCore:
         self._max_concurrent_evals = max_concurrent_evals
         self._eval_book: EvalBook | None = None
         self._eval_runner: Any = None
+        self._context: ContextKeeper | None = None  # the ContextPolicy (conversation/fitting.py)
+        if context is not None:
+            self._context = _context_keeper(self, context)
 
     # --- identity ------------------------------------------------------------------------
 
@@ -475,6 +481,7 @@ class ConversationCore:
             "mcp_servers": [server.retain() for server in self._mcp_servers],
             "guardrails": self._guardrails, "evals": self._evals, "judge": self._judge,
             "max_concurrent_evals": self._max_concurrent_evals,
+            "context": None if self._context is None else self._context.policy,
         }
 
     # --- evals (run in the background by each driver's runner) ---------------------------
@@ -561,6 +568,23 @@ def _user_message(message: str | Message, images: Iterable[MediaSource] | None =
 
     parts = [*message.extra.get("parts", ()), *media_parts_for(images, documents)]
     return replace(message, extra={**message.extra, "parts": parts})
+
+
+def _context_keeper(core: ConversationCore, policy: ContextPolicy) -> ContextKeeper:
+    """The keeper of ``policy``, checked against the system prompt now (ValueError)."""
+    from promptkit._errors import VariableError
+    from promptkit.conversation.fitting import ContextKeeper, check_opening
+    from promptkit.engine.context import ContextPolicy
+
+    if not isinstance(policy, ContextPolicy):
+        raise TypeError(f"context must be a promptkit.ContextPolicy, not {type(policy).__name__}")
+    try:
+        system: str | None = core.render_system_prompt()
+    except VariableError:  # variables set later: checked when a turn is sent
+        system = None
+    check_opening(policy, core.model, {**core._prompt.parameters, **core._options.parameters},
+                  system, core.provider)
+    return ContextKeeper(policy)
 
 
 def _base_url(binding: Binding) -> str:
