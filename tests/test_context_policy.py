@@ -374,3 +374,32 @@ def test_fork_keeps_the_policy(server: FakeServer) -> None:
     for i in range(6):
         fork.send(words(60, f"k{i}x"))
     assert fake.rejected == 0
+
+
+# --- the provider's reported usage corrects the estimate ------------------------------------
+
+
+def test_reported_usage_corrects_the_estimate(driver: Driver, server: FakeServer) -> None:
+    """A provider that counts 250 hidden tokens per request (as Anthropic's tool-use system
+    prompt does) and reports them in usage: after one turn the policy counts them too."""
+    hidden = 250
+    text = (WIRE / "openai-chat/text-after-tool-result.sse").read_text()
+    sizes: list[int] = []
+    rejected = 0
+    error = json.loads((WIRE / PROVIDERS["openai"][2]).read_text())
+
+    def handler(request: RecordedRequest) -> Reply:
+        nonlocal rejected
+        size = request_tokens(request.json) + hidden
+        sizes.append(size)
+        if size > LIMIT:
+            rejected += 1
+            return Reply.json(400, error)
+        return Reply.sse(re.sub(r'"prompt_tokens":\d+', f'"prompt_tokens":{size}',
+                                text).encode())
+
+    server.handler = handler
+    conv = open_on(driver, "openai", server, context=ContextPolicy(max_input_tokens=LIMIT))
+    run_turns(driver, conv, [words(60, f"u{i}x") for i in range(10)])
+    assert rejected == 0 and max(sizes) <= LIMIT
+    assert hidden - 25 <= conv._context.overhead <= hidden  # our estimate runs a little high

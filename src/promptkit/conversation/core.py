@@ -117,7 +117,9 @@ class ConversationCore:
         self._eval_runner: Any = None
         self._context: ContextKeeper | None = None  # the ContextPolicy (conversation/fitting.py)
         if context is not None:
-            self._context = _context_keeper(self, context)
+            from promptkit.conversation.fitting import keeper_for
+
+            self._context = keeper_for(self, context)
 
     # --- identity ------------------------------------------------------------------------
 
@@ -568,23 +570,6 @@ def _user_message(message: str | Message, images: Iterable[MediaSource] | None =
 
     parts = [*message.extra.get("parts", ()), *media_parts_for(images, documents)]
     return replace(message, extra={**message.extra, "parts": parts})
-
-
-def _context_keeper(core: ConversationCore, policy: ContextPolicy) -> ContextKeeper:
-    """The keeper of ``policy``, checked against the system prompt now (ValueError)."""
-    from promptkit._errors import VariableError
-    from promptkit.conversation.fitting import ContextKeeper, check_opening
-    from promptkit.engine.context import ContextPolicy
-
-    if not isinstance(policy, ContextPolicy):
-        raise TypeError(f"context must be a promptkit.ContextPolicy, not {type(policy).__name__}")
-    try:
-        system: str | None = core.render_system_prompt()
-    except VariableError:  # variables set later: checked when a turn is sent
-        system = None
-    check_opening(policy, core.model, {**core._prompt.parameters, **core._options.parameters},
-                  system, core.provider)
-    return ContextKeeper(policy)
 
 
 def _base_url(binding: Binding) -> str:

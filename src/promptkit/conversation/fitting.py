@@ -6,8 +6,10 @@ stored history is never changed. For ``"summarize"`` it returns a :class:`Fold` 
 completes with one extra model call (``summarize`` / ``summarize_async``: a throwaway
 conversation on the same binding, or the policy's ``summarizer``); the summary is kept with
 the conversation, covering a prefix of the history, and reused until more must be folded.
-Provider-reported usage of a single-call turn corrects later estimates (only upwards: an
-over-estimate costs history, an under-estimate costs a failed request).
+Provider-reported usage of a single-call turn corrects later estimates: what the provider
+counted beyond the estimate (its hidden per-request tokens, such as Anthropic's tool-use
+system prompt) is added to every later estimate. Only upwards: an over-estimate costs
+history, an under-estimate costs a failed request.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import functools
 import inspect
 import json
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from promptkit.engine.context import (
     ContextPolicy,
@@ -27,12 +29,20 @@ from promptkit.engine.context import (
 from promptkit.engine.messages import Message
 
 if TYPE_CHECKING:
-    from promptkit.conversation.core import ConversationCore
-    from promptkit.conversation.stream import TurnRun
     from promptkit.engine.chunks import Response
     from promptkit.engine.turn import TurnPlan
 
-__all__ = ["SUMMARY_INSTRUCTION", "ContextKeeper", "Fold", "check_opening"]
+    class TurnRun(Protocol):
+        """What of ``conversation.stream.TurnRun`` this module uses (no import: a cycle)."""
+
+        plan: TurnPlan
+        history: tuple[Message, ...]
+        estimate: int
+        conversation: Any
+
+    ConversationCore = Any
+
+__all__ = ["SUMMARY_INSTRUCTION", "ContextKeeper", "Fold", "check_opening", "keeper_for"]
 
 SUMMARY_INSTRUCTION = (
     "You summarize conversations for an assistant that will continue them. Write a concise "
@@ -40,7 +50,6 @@ SUMMARY_INSTRUCTION = (
     "questions and tool results the assistant must remember. Plain prose, no preamble, at "
     "most {words} words.")
 SUMMARY_HEADER = "\n\nSummary of the earlier conversation:\n"
-_MAX_SCALE = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +95,29 @@ def check_opening(policy: ContextPolicy, model: str, parameters: Any, system: st
                 "max_input_tokens or shorten the prompt")
 
 
+def keeper_for(core: ConversationCore, policy: ContextPolicy) -> ContextKeeper:
+    """The keeper of ``policy`` for ``core``, checked against its system prompt now."""
+    from promptkit._errors import VariableError
+
+    if not isinstance(policy, ContextPolicy):
+        raise TypeError(f"context must be a promptkit.ContextPolicy, not {type(policy).__name__}")
+    try:
+        system: str | None = core.render_system_prompt()
+    except VariableError:  # variables set later: checked when a turn is sent
+        system = None
+    check_opening(policy, core.model, {**core._prompt.parameters, **core._options.parameters},
+                  system, core.provider)
+    return ContextKeeper(policy)
+
+
 class ContextKeeper:
     """The policy of one conversation, its estimate correction and its summary."""
 
-    __slots__ = ("policy", "scale", "summary")
+    __slots__ = ("overhead", "policy", "summary")
 
     def __init__(self, policy: ContextPolicy) -> None:
         self.policy = policy
-        self.scale = 1.0
+        self.overhead = 0  # tokens the provider counted beyond the estimate (observed)
         self.summary: _Summary | None = None
 
     def fit(self, turn: TurnRun) -> Fold | None:
@@ -103,7 +127,7 @@ class ContextKeeper:
         if budget is None:
             return None
         history = turn.history
-        fixed = estimate_text_tokens(plan.system) + _tools_tokens(plan)
+        fixed = estimate_text_tokens(plan.system) + _tools_tokens(plan) + self.overhead
         incoming = 0 if plan.user_message is None else message_tokens(plan.user_message)
         strategy = self.policy.strategy
         resumed = plan.user_message is None
@@ -111,8 +135,7 @@ class ContextKeeper:
             self._refit, turn, fixed, budget))
         if strategy != "summarize":
             fitted = fit_history(history, fixed=fixed, incoming=incoming, budget=budget,
-                                 strategy=strategy, resumed=resumed, scale=self.scale,
-                                 provider=plan.provider)
+                                 strategy=strategy, resumed=resumed, provider=plan.provider)
             turn.estimate = fitted.tokens
             if fitted.dropped:
                 turn.history = fitted.messages
@@ -131,7 +154,7 @@ class ContextKeeper:
         summary_cost = room if summary is None else max(room, estimate_text_tokens(summary.text))
         fitted = fit_history(rest, fixed=fixed + (summary_cost if summary or rest else 0),
                              incoming=incoming, budget=budget, strategy="oldest",
-                             resumed=resumed, scale=self.scale, provider=plan.provider)
+                             resumed=resumed, provider=plan.provider)
         turn.estimate = fitted.tokens
         if fitted.dropped:
             return Fold("" if summary is None else summary.text, fitted.dropped,
@@ -144,12 +167,12 @@ class ContextKeeper:
                added: tuple[Message, ...]) -> tuple[Message, ...]:
         """A tool round's history: the turn's own messages grew, so older turns may go."""
         if self.summary is not None and turn.plan.system.endswith(self.summary.text):
-            fixed += max(estimate_text_tokens(self.summary.text), 0)
+            fixed += estimate_text_tokens(self.summary.text)
         strategy = self.policy.strategy
         fitted = fit_history(history, fixed=fixed, incoming=sum(map(message_tokens, added)),
                              budget=budget, resumed=turn.plan.user_message is None,
                              strategy="oldest" if strategy == "summarize" else strategy,
-                             scale=self.scale, provider=turn.plan.provider)
+                             provider=turn.plan.provider)
         if fitted.dropped:
             _emit(turn, "context.truncated", {
                 "strategy": strategy, "dropped_messages": len(fitted.dropped),
@@ -173,8 +196,7 @@ class ContextKeeper:
         reported = response.usage.input_tokens
         if (estimate and reported > 0
                 and sum(m.role == "assistant" for m in response.messages) == 1):
-            raw = estimate / self.scale
-            self.scale = min(_MAX_SCALE, max(1.0, reported / raw))
+            self.overhead = max(0, reported - (estimate - self.overhead))
 
     # --- the summary call -----------------------------------------------------------------
 
