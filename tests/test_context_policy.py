@@ -24,6 +24,7 @@ from promptkit.engine.context import (
     message_tokens,
     turn_groups,
 )
+from promptkit.stores.sqlite import SQLiteStore
 from promptkit.testing import FakeServer, RecordedRequest, Reply
 
 from support import PACKS, WIRE, Driver
@@ -403,3 +404,23 @@ def test_reported_usage_corrects_the_estimate(driver: Driver, server: FakeServer
     run_turns(driver, conv, [words(60, f"u{i}x") for i in range(10)])
     assert rejected == 0 and max(sizes) <= LIMIT
     assert hidden - 25 <= conv._context.overhead <= hidden  # our estimate runs a little high
+
+
+def test_pack_open_and_resume_take_a_policy(server: FakeServer, tmp_path: Any) -> None:
+    fake = ContextLimitedProvider("openai")
+    server.handler = fake
+    pack = promptkit.load_pack(ASSISTANT)
+    store = SQLiteStore(tmp_path / "c.db")
+    options: dict[str, Any] = {
+        "provider": "openai", "model": "gpt-4o-mini", "api_key": KEY,
+        "base_url": server.url + "/v1", "variables": {"user_name": "Ada"}, "max_retries": 0,
+        "context": ContextPolicy(max_input_tokens=LIMIT)}
+    conv = pack.open("assistant", store=store, **options)
+    for i in range(5):
+        conv.send(words(60, f"p{i}x"))
+    options.pop("variables")
+    again = promptkit.resume(conv.id, pack, "assistant", store=store, **options)
+    for i in range(5):
+        again.send(words(60, f"q{i}x"))
+    assert fake.rejected == 0 and max(fake.sizes) <= LIMIT
+    assert len(again.messages) == 20  # stored in full
