@@ -291,6 +291,8 @@ def test_summarize_with_a_summarizer_folds_once_and_reuses(driver: Driver,
     folded: list[list[Message]] = []
 
     def summarizer(messages: Any) -> str:
+        if not folded:  # nothing is folded while the whole history fits
+            assert len(server.requests) >= 4
         folded.append(list(messages))
         return f"SUMMARY{len(folded)} of {len(messages)} messages"
 

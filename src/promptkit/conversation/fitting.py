@@ -150,24 +150,26 @@ class ContextKeeper:
             summary = self.summary = None  # the history changed under it (clear, reload)
         start = 0 if summary is None else summary.count
         rest = history[start:]
-        room = max(64, min(1024, budget // 8))
-        summary_cost = room if summary is None else max(room, estimate_text_tokens(summary.text))
-        fitted = fit_history(rest, fixed=fixed + (summary_cost if summary or rest else 0),
-                             incoming=incoming, budget=budget, strategy="oldest",
-                             resumed=resumed, provider=plan.provider)
+        kept_cost = 0 if summary is None else estimate_text_tokens(SUMMARY_HEADER + summary.text)
+        fitted = fit_history(rest, fixed=fixed + kept_cost, incoming=incoming, budget=budget,
+                             strategy="oldest", resumed=resumed, provider=plan.provider)
         turn.estimate = fitted.tokens
-        if fitted.dropped:
-            return Fold("" if summary is None else summary.text, fitted.dropped,
-                        start + len(fitted.dropped), fitted.messages, summary_cost, budget)
-        if summary is not None:
-            _with_summary(turn, summary.text, rest)
-        return None
+        if not fitted.dropped:  # everything after the summary (if any) fits
+            if summary is not None:
+                _with_summary(turn, summary.text, rest)
+            return None
+        room = max(64, min(1024, budget // 8))  # the longest summary a fold may make
+        fitted = fit_history(rest, fixed=fixed + room, incoming=incoming, budget=budget,
+                             strategy="oldest", resumed=resumed, provider=plan.provider)
+        turn.estimate = fitted.tokens
+        return Fold("" if summary is None else summary.text, fitted.dropped,
+                    start + len(fitted.dropped), fitted.messages, room, budget)
 
     def _refit(self, turn: TurnRun, fixed: int, budget: int, history: tuple[Message, ...],
                added: tuple[Message, ...]) -> tuple[Message, ...]:
         """A tool round's history: the turn's own messages grew, so older turns may go."""
         if self.summary is not None and turn.plan.system.endswith(self.summary.text):
-            fixed += estimate_text_tokens(self.summary.text)
+            fixed += estimate_text_tokens(SUMMARY_HEADER + self.summary.text)
         strategy = self.policy.strategy
         fitted = fit_history(history, fixed=fixed, incoming=sum(map(message_tokens, added)),
                              budget=budget, resumed=turn.plan.user_message is None,
@@ -184,6 +186,7 @@ class ContextKeeper:
         """Keep the new summary and send it with the rest of the history."""
         text = text.strip()[: fold.tokens * 4]
         self.summary = _Summary(fold.count, turn.history[fold.count - 1], text)
+        turn.estimate += estimate_text_tokens(SUMMARY_HEADER + text) - fold.tokens
         _with_summary(turn, text, fold.kept)
         _emit(turn, "context.summarized", {
             "folded_messages": len(fold.messages), "covered_messages": fold.count,
