@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import promptkit
 from promptkit import ContextLengthError, ContextPolicy, Message, ToolCall, ToolResult
@@ -426,3 +428,50 @@ def test_pack_open_and_resume_take_a_policy(server: FakeServer, tmp_path: Any) -
         again.send(words(60, f"q{i}x"))
     assert fake.rejected == 0 and max(fake.sizes) <= LIMIT
     assert len(again.messages) == 20  # stored in full
+
+
+# --- properties of the pure fitting -------------------------------------------------------
+
+@st.composite
+def histories(draw: Any) -> tuple[Message, ...]:
+    messages: list[Message] = []
+    for turn in range(draw(st.integers(0, 8))):
+        messages.append(Message(role="user", text="u" * draw(st.integers(0, 400))))
+        for round_ in range(draw(st.integers(0, 2))):
+            call = ToolCall(id=f"c{turn}-{round_}", name="f", raw_arguments="{}")
+            messages.append(Message(role="assistant", tool_calls=(call,)))
+            messages.append(Message(role="tool", tool_result=ToolResult(
+                call_id=call.id, name="f", content="r" * draw(st.integers(0, 300)))))
+        messages.append(Message(role="assistant", text="a" * draw(st.integers(0, 400))))
+    return tuple(messages)
+
+
+@settings(max_examples=200, deadline=None)
+@given(history=histories(), budget=st.integers(20, 800), fixed=st.integers(0, 50),
+       strategy=st.sampled_from(["sliding", "oldest"]))
+def test_fitting_keeps_whole_turns_within_the_budget(history: tuple[Message, ...], budget: int,
+                                                     fixed: int, strategy: Any) -> None:
+    incoming = 10
+    try:
+        fitted = fit_history(history, fixed=fixed, incoming=incoming, budget=budget,
+                             strategy=strategy)
+    except ContextLengthError:
+        assert fixed + incoming > budget
+        return
+    sent = fitted.messages
+    assert fitted.tokens <= budget
+    assert fitted.tokens == fixed + incoming + sum(map(message_tokens, sent))
+    assert len(sent) + len(fitted.dropped) == len(history)
+    groups = turn_groups(history)
+    kept = turn_groups(sent)
+    assert all(g in groups for g in kept)  # whole turns only
+    calls = {c.id for m in sent for c in m.tool_calls}
+    results = {m.tool_result.call_id for m in sent if m.tool_result is not None}
+    assert calls == results  # never a call without its result, nor the reverse
+    if kept:  # the newest turns that fit, and (sliding) the first one
+        rest = kept[1:] if strategy == "sliding" and kept[0] == groups[0] else kept
+        assert list(rest) == groups[len(groups) - len(rest):]
+        if groups[len(groups) - len(rest) - 1:] and len(rest) < len(groups):
+            dropped_newest = groups[len(groups) - len(rest) - 1]
+            if not (strategy == "sliding" and dropped_newest == groups[0]):
+                assert fitted.tokens + sum(map(message_tokens, dropped_newest)) > budget
