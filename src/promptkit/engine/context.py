@@ -3,7 +3,7 @@
 Pure: the conversation layer calls :func:`fit_history` with the visible history before the
 engine builds the request; the stored history is never changed. Sizes are estimates
 (:func:`message_tokens`, about four characters a token, see docs/guide.md for its measured
-error) scaled by what the provider reported for an earlier request of this conversation.
+error); the conversation adds what the provider reported beyond them (conversation/fitting.py).
 
 A *turn group* starts at a user message and runs to the next one, so an assistant tool call
 and its tool results always travel together: strategies drop or keep whole groups.
@@ -12,7 +12,6 @@ and its tool results always travel together: strategies drop or keep whole group
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -137,21 +136,17 @@ class Fitted:
 
 
 def fit_history(history: tuple[Message, ...], *, fixed: int, incoming: int, budget: int,
-                strategy: Strategy, resumed: bool = False, scale: float = 1.0,
-                provider: str = "") -> Fitted:
+                strategy: Strategy, resumed: bool = False, provider: str = "") -> Fitted:
     """Choose what of ``history`` to send within ``budget`` estimated tokens.
 
     ``fixed`` is the cost of the system prompt and tools, ``incoming`` that of the new user
     message (both estimates); ``resumed`` marks the last group as the turn being continued
-    (it is always sent). ``scale`` corrects the estimates (provider-reported / estimated).
+    (it is always sent).
     Raises :class:`ContextLengthError` when even the minimum does not fit, or at once for
     ``"fail"``; never for ``"summarize"``'s folding (its caller adds the summary's cost to
     ``fixed``)."""
-    def size(raw: int) -> int:
-        return math.ceil(raw * scale)
-
     costs = [message_tokens(m) for m in history]
-    total = size(fixed + incoming + sum(costs))
+    total = fixed + incoming + sum(costs)
     if total <= budget:
         return Fitted(history, (), total, budget)
     if strategy == "fail":
@@ -168,26 +163,26 @@ def fit_history(history: tuple[Message, ...], *, fixed: int, incoming: int, budg
     if resumed and groups:
         newest -= 1
         must += group_costs[-1]
-    if size(must) > budget:
+    if must > budget:
         what = "the turn being resumed" if resumed else "the new message"
         raise _too_long(
             f"{what} cannot fit the context budget even with the older history left out: it "
-            f"needs about {size(must)} tokens (system prompt and tools about {size(fixed)}), "
+            f"needs about {must} tokens (system prompt and tools about {fixed}), "
             f"the budget is {budget}", provider)
     pin = strategy == "sliding" and newest > 0 and groups[0][0].role == "user"
     first = 0
-    if pin and size(must + group_costs[0]) <= budget:
+    if pin and must + group_costs[0] <= budget:
         must += group_costs[0]
         first = 1
     else:
         pin = False
     keep_from = newest
-    while keep_from > first and size(must + group_costs[keep_from - 1]) <= budget:
+    while keep_from > first and must + group_costs[keep_from - 1] <= budget:
         keep_from -= 1
         must += group_costs[keep_from]
     kept = [m for g in groups[:first] for m in g] + [m for g in groups[keep_from:] for m in g]
     dropped = tuple(m for g in groups[first:keep_from] for m in g)
-    return Fitted(tuple(kept), dropped, size(must), budget)
+    return Fitted(tuple(kept), dropped, must, budget)
 
 
 def _too_long(message: str, provider: str) -> ContextLengthError:
