@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     )
     from promptkit.conversation.sync_driver import Conversation, Stream
     from promptkit.engine.chunks import ChunkType, Response, StreamChunk
+    from promptkit.engine.context import ContextPolicy
     from promptkit.engine.held import PendingToolCall, PendingToolError
     from promptkit.engine.messages import Message, ToolCall, ToolResult, Usage
     from promptkit.engine.output import ResponseParseError
@@ -114,6 +115,7 @@ _LAZY: dict[str, str] = {
     "ConflictError": ".stores._protocol",
     "ConnectTimeout": "._errors",
     "ContextLengthError": "._errors",
+    "ContextPolicy": ".engine.context",
     "EvalConfigWarning": ".checks.problems",
     "EvalResult": ".checks.evals",
     "Conversation": ".conversation.sync_driver",
@@ -203,6 +205,7 @@ __all__ = [
     "ConflictError",
     "ConnectTimeout",
     "ContextLengthError",
+    "ContextPolicy",
     "Conversation",
     "ConversationBusyError",
     "ConversationClosedError",

@@ -161,6 +161,11 @@ class _AsyncTurn(TurnRun):
         engine = None
         try:
             self.prepare(await conversation._turn_history())
+            if self.fold is not None:  # ContextPolicy "summarize": one extra model call
+                keeper = conversation._context
+                assert keeper is not None
+                keeper.folded(self, self.fold,
+                              await keeper.summarize_async(conversation, self.fold))
             await conversation._check_writable()
             engine = self.engine()
             action: Any = next(engine)

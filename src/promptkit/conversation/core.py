@@ -42,7 +42,9 @@ from promptkit.tools.registry import ToolRegistry
 if TYPE_CHECKING:
     from promptkit.checks.evals import EvalResult, EvalSpec
     from promptkit.conversation.evaluating import EvalBook
+    from promptkit.conversation.fitting import ContextKeeper
     from promptkit.engine.chunks import Response
+    from promptkit.engine.context import ContextPolicy
     from promptkit.engine.guardrails import Guardrail
     from promptkit.engine.media import MediaSource
     from promptkit.pack.model import Pack, PromptSpec
@@ -81,6 +83,7 @@ class ConversationCore(KeepsHistory):
         evals: tuple[EvalSpec, ...] = (),
         judge: Binding | None = None,
         max_concurrent_evals: int = 10,
+        context: ContextPolicy | None = None,
     ) -> None:
         self._pack = pack
         self._prompt = prompt
@@ -113,6 +116,11 @@ class ConversationCore(KeepsHistory):
         self._max_concurrent_evals = max_concurrent_evals
         self._eval_book: EvalBook | None = None
         self._eval_runner: Any = None
+        self._context: ContextKeeper | None = None  # the ContextPolicy (conversation/fitting.py)
+        if context is not None:
+            from promptkit.conversation.fitting import keeper_for
+
+            self._context = keeper_for(self, context)
 
     # --- identity ------------------------------------------------------------------------
 
@@ -444,6 +452,7 @@ class ConversationCore(KeepsHistory):
             "mcp_servers": [server.retain() for server in self._mcp_servers],
             "guardrails": self._guardrails, "evals": self._evals, "judge": self._judge,
             "max_concurrent_evals": self._max_concurrent_evals,
+            "context": None if self._context is None else self._context.policy,
         }
 
     # --- evals (run in the background by each driver's runner) ---------------------------

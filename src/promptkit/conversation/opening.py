@@ -20,6 +20,7 @@ from promptkit.stores.memory import MemoryStore
 if TYPE_CHECKING:
     from promptkit.conversation.async_driver import AsyncConversation
     from promptkit.conversation.sync_driver import Conversation
+    from promptkit.engine.context import ContextPolicy
     from promptkit.pack.model import Pack, PromptSpec
 
 __all__ = ["open", "open_async"]
@@ -58,6 +59,7 @@ def _conversation_kwargs(
     evals: Mapping[str, Any] | bool | None = None,
     judge: Any = None,
     max_concurrent_evals: int = 10,
+    context: ContextPolicy | None = None,
 ) -> dict[str, Any]:
     spec = pack.prompt(prompt)
     if max_retries < 0:
@@ -89,6 +91,7 @@ def _conversation_kwargs(
         "timeouts": timeouts or _DEFAULT_TIMEOUTS,
         "max_retries": max_retries, "on_conflict": on_conflict,
         "response_format": output, "options": options, "observe": observe,
+        "context": context,
         **_check_kwargs(pack, spec, validators=validators, guardrails=guardrails,
                         guardrails_mode=guardrails_mode, evals=evals, judge=judge,
                         max_concurrent_evals=max_concurrent_evals),
@@ -174,6 +177,7 @@ def open(
     evals: Mapping[str, Any] | bool | None = None,
     judge: Any = None,
     max_concurrent_evals: int = 10,
+    context: ContextPolicy | None = None,
 ) -> Conversation:
     """Open a conversation with prompt ``prompt`` of the pack at ``pack`` (a path or a Pack).
 
@@ -202,6 +206,10 @@ def open(
     ``llm_judge`` model (``"provider:model"`` or a mapping; default this conversation's),
     ``max_concurrent_evals`` bounds the background evals.
 
+    ``context=promptkit.ContextPolicy(...)`` keeps what each turn sends inside the model's
+    context window (docs/guide.md, "Long conversations"); a budget that cannot hold the
+    system prompt raises ValueError here.
+
         conv = promptkit.open("hello.pack.json", "chat", variables={"user_name": "Ada"})
     """
     from promptkit.conversation.sync_driver import Conversation
@@ -215,7 +223,8 @@ def open(
         extra_headers=extra_headers, extra_body=extra_body,
         observe=_observe(tracer_provider, meter_provider, capture_content),
         validators=validators, guardrails=guardrails, guardrails_mode=guardrails_mode,
-        evals=evals, judge=judge, max_concurrent_evals=max_concurrent_evals))
+        evals=evals, judge=judge, max_concurrent_evals=max_concurrent_evals,
+        context=context))
 
 
 def open_async(
@@ -251,6 +260,7 @@ def open_async(
     evals: Mapping[str, Any] | bool | None = None,
     judge: Any = None,
     max_concurrent_evals: int = 10,
+    context: ContextPolicy | None = None,
 ) -> AsyncConversation:
     """The asyncio twin of :func:`open`; use with ``async with``.
 
@@ -267,4 +277,5 @@ def open_async(
         extra_headers=extra_headers, extra_body=extra_body,
         observe=_observe(tracer_provider, meter_provider, capture_content),
         validators=validators, guardrails=guardrails, guardrails_mode=guardrails_mode,
-        evals=evals, judge=judge, max_concurrent_evals=max_concurrent_evals))
+        evals=evals, judge=judge, max_concurrent_evals=max_concurrent_evals,
+        context=context))

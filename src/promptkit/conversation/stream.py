@@ -35,6 +35,7 @@ from promptkit.engine.turn import ResumeItem, TurnPlan, resume_items, run_turn
 
 if TYPE_CHECKING:
     from promptkit.conversation.core import ConversationCore
+    from promptkit.conversation.fitting import Fold
     from promptkit.conversation.kept import TurnHistory
     from promptkit.engine.dialect import RoundDecoder
 
@@ -45,7 +46,8 @@ class TurnRun:
     """The state of one turn: its plan, the store version it started from, and its outcome."""
 
     __slots__ = ("_closing", "_released", "_started", "_watch", "conversation", "error",
-                 "history", "loaded", "plan", "response", "resume", "version")
+                 "estimate", "fold", "history", "loaded", "plan", "response", "resume",
+                 "version")
 
     def __init__(self, conversation: ConversationCore, plan: TurnPlan) -> None:
         self.conversation = conversation
@@ -59,6 +61,8 @@ class TurnRun:
         self._started = False
         self._released = False
         self._closing = False
+        self.estimate = 0  # the estimated tokens sent, when a ContextPolicy applies
+        self.fold: Fold | None = None  # a summary to make before sending (ContextPolicy)
 
     def start(self) -> None:
         """Take the conversation for this turn (idempotent); raises ConversationBusyError or
@@ -113,6 +117,8 @@ class TurnRun:
         if self.response is not None:
             # the turn is committed: its evals start now, in the background
             self.conversation._turn_completed(self.history, self.response)
+            if self.conversation._context is not None:
+                self.conversation._context.observed(self, self.response)
             return StreamChunk(type=ChunkType.DONE, response=self.response)
         return None
 
@@ -135,6 +141,7 @@ class TurnRun:
         if self.plan.user_message is None:
             self.history = loaded.visible
             self.resume = resume_items(history)
+            self._fit_context()
             return
         held, _ = pending_calls(history)
         if held:
@@ -143,6 +150,13 @@ class TurnRun:
                 f"the last turn is waiting on held tool call(s) {ids}: decide them "
                 "(approve/reject, send_tool_result/reject_client_tool) and call resume()")
         self.history = loaded.visible
+        self._fit_context()
+
+    def _fit_context(self) -> None:
+        """Trim what is sent to the conversation's ContextPolicy (stored history unchanged)."""
+        keeper = self.conversation._context
+        if keeper is not None:
+            self.fold = keeper.fit(self)
 
     def committed(self, messages: tuple[Message, ...], version: Any) -> None:
         """Record a commit: the conversation keeps its history extended by the turn."""

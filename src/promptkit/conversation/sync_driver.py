@@ -115,6 +115,10 @@ class _SyncTurn(TurnRun):
         engine = None
         try:
             self.prepare(conversation._turn_history())
+            if self.fold is not None:  # ContextPolicy "summarize": one extra model call
+                keeper = conversation._context
+                assert keeper is not None
+                keeper.folded(self, self.fold, keeper.summarize(conversation, self.fold))
             conversation._check_writable()
             engine = self.engine()
             action: Any = next(engine)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -158,6 +158,10 @@ class TurnPlan:
     """Told of each step (``engine/observer.py``); ``None`` when nobody watches."""
     #: compiled validators (``promptkit.checks``), run on the user message and the answer
     guardrails: tuple[Guardrail, ...] = ()
+    #: ``fit(history, added)``: the history to send on a tool round, once the turn's own
+    #: messages ``added`` have grown (a ContextPolicy, ``engine/context.py``); None: all of it
+    context_fit: Callable[[tuple[Message, ...], tuple[Message, ...]],
+                          tuple[Message, ...]] | None = None
 
 
 def run_turn(plan: TurnPlan, history: tuple[Message, ...],
@@ -182,6 +186,8 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
     if resume:  # a held turn continues: the decided calls' results come first
         yield from _resume_calls(resume, plan, state, added)
     while True:
+        if plan.context_fit is not None and (state.tool_rounds or resume):
+            history = plan.context_fit(history, tuple(added))
         request = ModelRequest(
             model=plan.model, system=plan.system, messages=history + tuple(added),
             tools=plan.tools, parameters=plan.parameters,

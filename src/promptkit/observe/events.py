@@ -39,6 +39,8 @@ EVENT_NAMES: Mapping[str, str] = MappingProxyType({
     "tool.approval.required": "a tool call is held for a human decision",
     "validation.failed": "a guardrail check failed (enforced or monitored)",
     "eval.completed": "an eval scored a turn or a session",
+    "context.truncated": "a ContextPolicy left the oldest turns out of what a turn sends",
+    "context.summarized": "a ContextPolicy folded the oldest turns into a new summary",
     "conversation.closed": "the conversation was closed",
 })
 
