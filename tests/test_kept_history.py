@@ -51,6 +51,12 @@ class CountingStore:
         return self.store.delete(conversation_id)
 
 
+@pytest.fixture(autouse=True)
+def _keep_every_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests use short conversations: keep them as if they were long."""
+    monkeypatch.setattr("promptkit.conversation.kept.KEEP_FROM", 0)
+
+
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server: RedisServer = start_or_skip(tmp_path_factory.mktemp("redis"))
@@ -261,3 +267,18 @@ def test_the_wire_memo_reuses_the_common_prefix_only() -> None:
     other = [kept[0], Message(role="user", text="k1"), kept[2]]  # equal text, new object
     assert memo.convert(other, lambda m: {"t": "new " + m.text}) == [
         {"t": "k0"}, {"t": "new k1"}, {"t": "new k2"}]  # from the first difference on
+
+
+def test_short_histories_are_not_kept(driver: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under KEEP_FROM messages a conversation reloads each turn and keeps nothing decoded
+    (an idle short conversation costs what its store holds); from then on it keeps."""
+    monkeypatch.setattr("promptkit.conversation.kept.KEEP_FROM", 6)
+    store = CountingStore(MemoryStore())
+    conv = driver.open(HELLO, "chat", store=store, **OPTIONS)
+    for n in range(3):
+        driver.send(conv, f"m{n}")  # 2, 4, 6 messages after each turn
+        assert (conv._history is None) == (n < 2)
+        assert (len(conv._wire_memo) == 0) == (n < 2)
+    driver.send(conv, "m3")
+    driver.send(conv, "m4")
+    assert store.loads == 3  # turns 1-3 loaded; the 6 messages after turn 3 were kept

@@ -5,7 +5,9 @@ A conversation that keeps its history decoded starts each turn from it (after on
 at message 4,000 costs what a turn at message 40 does, apart from the request itself. Decoded
 messages cost memory, though, so the most recently used histories are kept up to a budget
 (``PROMPTKIT_KEPT_HISTORY_MB``, default 64 MiB, ``0`` turns keeping off); a conversation whose
-history was dropped simply loads it at its next turn.
+history was dropped simply loads it at its next turn. Short histories (under ``KEEP_FROM``
+messages) are not kept at all: reloading them is cheap, and an idle short conversation stays
+as small as its store's packed history.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from promptkit.engine.held import visible
 from promptkit.engine.messages import Message
 
 __all__ = ["KEPT", "KeepsHistory", "KeptHistories", "TurnHistory"]
+
+# Histories shorter than this are not kept: decoding 64 messages again costs about 60 µs, and
+# an idle short conversation then holds only what its store holds (packed, near its text).
+KEEP_FROM = 64
 
 # A decoded Message with its Usage and extra dict, plus its wire form in the conversation's
 # WireMemo (which shares the text), costs about this much beside its text (measured with
@@ -175,8 +181,11 @@ class KeepsHistory:
         self._wire_memo.clear()
 
     def _keep(self, history: TurnHistory | None) -> None:
+        if history is not None and len(history.messages) < KEEP_FROM:
+            history = None  # short: loading it again costs less than keeping it
         self._history = history
         if history is None:
+            self._wire_memo.clear()
             KEPT.forget(self)
         else:
             KEPT.keep(self, history.size)
