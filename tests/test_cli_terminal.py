@@ -252,8 +252,10 @@ def _conflicting_load(monkeypatch: pytest.MonkeyPatch, trigger: str) -> None:
     from promptkit.engine.messages import Message
     from promptkit.stores.sqlite import SQLiteStore
 
-    original = SQLiteStore.head
+    original = SQLiteStore.load
     state = {"armed": False}
+    # every turn loads the (short) history: the other writer appends right after that load
+    monkeypatch.setattr("promptkit.conversation.kept.KEEP_FROM", 10**9)
 
     class Lines(io.StringIO):
         def readline(self, *args: Any) -> str:
@@ -261,20 +263,18 @@ def _conflicting_load(monkeypatch: pytest.MonkeyPatch, trigger: str) -> None:
             state["armed"] = state["armed"] or line.strip() == trigger
             return line
 
-    def head(self: SQLiteStore, conversation_id: str) -> Any:
-        # another writer appends right after this turn read the store's head: the turn's
-        # commit then finds the version moved
-        found = original(self, conversation_id)
-        if state["armed"] and found[0]:
+    def load(self: SQLiteStore, conversation_id: str) -> Any:
+        stored = original(self, conversation_id)
+        if state["armed"] and stored is not None:
             state["armed"] = False
             other = SQLiteStore(self.path)
             other.append(conversation_id, [Message(role="user", text="from elsewhere"),
                                            Message(role="assistant", text="noted")],
-                         found[0])
+                         stored.version)
             other.close()
-        return found
+        return stored
 
-    monkeypatch.setattr(SQLiteStore, "head", head)
+    monkeypatch.setattr(SQLiteStore, "load", load)
     monkeypatch.setattr(sys, "stdin", Lines(f"first\n{trigger}\n/exit\n"))
 
 
