@@ -4,6 +4,9 @@ async conversation, so one test body checks both."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,3 +73,19 @@ def texts(chunks: list[StreamChunk]) -> str:
 
 def kinds(chunks: list[StreamChunk]) -> list[str]:
     return [c.type.value for c in chunks]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """This process's environment without provider credentials or endpoints, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.endswith(("_API_KEY", "_BASE_URL")) and k not in ("OLLAMA_HOST",
+                                                                     "PROMPTKIT_PROVIDER")}
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m promptkit.cli.main ARGS`` in a clean provider environment."""
+    return subprocess.run([sys.executable, "-m", "promptkit.cli.main", *args], input=stdin,
+                          text=True, capture_output=True, env=cli_env(**env), timeout=60,
+                          check=False)

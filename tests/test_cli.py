@@ -15,24 +15,11 @@ import pytest
 from promptkit.cli.main import main
 from promptkit.testing import FakeServer, Reply
 
-from support import PACKS, REPO, WIRE
+from support import PACKS, REPO, WIRE, cli_env, run_cli
 
 HELLO = REPO / "examples" / "hello.pack.json"
 KEY = "sk-cli-secret-0123456789abcdefghij"
 
-
-def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.endswith(("_API_KEY", "_BASE_URL")) and k not in ("OLLAMA_HOST",
-                                                                     "PROMPTKIT_PROVIDER")}
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "promptkit.cli.main", *args], input=stdin,
-                          text=True, capture_output=True, env=cli_env(**env), timeout=60,
-                          check=False)
 
 
 def test_validate_accepts_valid_packs(capsys: pytest.CaptureFixture[str]) -> None:

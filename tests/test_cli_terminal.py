@@ -21,26 +21,13 @@ from promptkit.cli._terminal import TerminalSanitizer, safe_json, safe_text
 from promptkit.cli.main import main
 from promptkit.testing import FakeServer, Reply
 
-from support import REPO, Driver
+from support import REPO, Driver, cli_env, run_cli
 
 HELLO = REPO / "examples" / "hello.pack.json"
 HOSTILE = ["plain \x1b[2J", "cleared\x1b]0;pwned title\x07 ", "\x1b]52;c;ZWNobyBoaQ==\x1b\\",
            "clip \x9b31mred\x9b0m", " bare\x1b", "c esc\x1b[", "1;31", "m split\r\n", "ok\x07"]
 CONTROLS = [chr(c) for c in [*range(9), *range(11, 32), *range(127, 160)]]
 
-
-def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.endswith(("_API_KEY", "_BASE_URL")) and k not in ("OLLAMA_HOST",
-                                                                     "PROMPTKIT_PROVIDER")}
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "promptkit.cli.main", *args], input=stdin,
-                          text=True, capture_output=True, env=cli_env(**env), timeout=60,
-                          check=False)
 
 
 def openai_sse(pieces: list[str], *, usage: bool = True, model: str = "gpt-4o-mini") -> bytes:

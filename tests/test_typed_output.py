@@ -146,7 +146,7 @@ def test_anthropic_gets_the_derived_schema_in_its_system_prompt(driver: Driver) 
             b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
     with FakeServer([Reply.sse(text)]) as server:
         conv = driver.open(ASSISTANT, "plain", provider="anthropic", model="claude-sonnet-4-5",
-                           api_key="sk-ant-0123456789abcdefghij", base_url=server.url,
+                           api_key="test-key-not-real", base_url=server.url,
                            response_format=Weather)
         response = driver.send(conv, "weather?")
         body = server.requests[0].json
