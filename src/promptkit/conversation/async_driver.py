@@ -576,6 +576,9 @@ class AsyncConversation(ConversationCore):
 
 
 async def _maybe_await(value: Any) -> Any:
-    if asyncio.iscoroutine(value):
+    """A store method's result: awaited if it is awaitable (an async store), else as it is.
+    (Tests the type for ``__await__``: ``asyncio.iscoroutine`` runs an ABC check on every
+    plain value, several times a turn.)"""
+    if getattr(type(value), "__await__", None) is not None:
         return await value
     return value

@@ -56,18 +56,25 @@ class TurnHistory:
     visible: tuple[Message, ...]   # what providers and users see
     version: int
     incarnation: str | None = None  # learnt from head(); None until known
-    size: int = 0                   # estimated bytes, for the budget
+    size: int = 0                   # estimated bytes, for the budget (0 when too short)
     user_turns: int = 0             # user messages among the visible ones (the turn index)
 
     @classmethod
     def of(cls, messages: tuple[Message, ...], version: int) -> TurnHistory:
         shown = visible(messages)
-        return cls(messages, shown, version, None, _size(messages), _users(shown))
+        size = _size(messages) if len(messages) >= KEEP_FROM else 0  # short: never kept
+        return cls(messages, shown, version, None, size, _users(shown))
 
     def extended(self, messages: Sequence[Message], version: int) -> TurnHistory:
         shown = visible(messages)
-        return TurnHistory(self.messages + tuple(messages), self.visible + shown, version,
-                           self.incarnation, self.size + _size(messages),
+        everything = self.messages + tuple(messages)
+        if len(everything) < KEEP_FROM:
+            size = 0  # short: never kept, so never sized
+        elif self.size:
+            size = self.size + _size(messages)
+        else:
+            size = _size(everything)
+        return TurnHistory(everything, self.visible + shown, version, self.incarnation, size,
                            self.user_turns + _users(shown))
 
     def current(self, head: tuple[int, str]) -> TurnHistory | None:
@@ -183,10 +190,12 @@ class KeepsHistory:
     def _keep(self, history: TurnHistory | None) -> None:
         if history is not None and len(history.messages) < KEEP_FROM:
             history = None  # short: loading it again costs less than keeping it
+        was_kept = self._history is not None
         self._history = history
         if history is None:
             self._wire_memo.clear()
-            KEPT.forget(self)
+            if was_kept:  # only a kept history is in the budget's books
+                KEPT.forget(self)
         else:
             KEPT.keep(self, history.size)
 

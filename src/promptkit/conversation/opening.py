@@ -138,10 +138,11 @@ def _check_kwargs(pack: Pack, spec: PromptSpec, *, validators: Mapping[str, Any]
 
 
 def _as_pack(pack: str | os.PathLike[str] | Pack) -> Pack:
-    from promptkit.pack.loading import load_pack
-    from promptkit.pack.model import Pack
+    if isinstance(pack, (str, os.PathLike)):
+        from promptkit.pack.loading import load_pack
 
-    return pack if isinstance(pack, Pack) else load_pack(pack)
+        return load_pack(pack)
+    return pack
 
 
 def open(

@@ -80,7 +80,8 @@ class WireMemo:
         return len(self._items)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not frozen (built per model call; a frozen init costs ~0.2 µs a field); never changed.
+@dataclass(slots=True, kw_only=True)
 class ModelRequest:
     """Everything one model call needs, independent of the wire dialect.
 
@@ -107,7 +108,8 @@ class ModelRequest:
     """The conversation's memo of converted history messages (dialects may use it)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not frozen (built per model call; a frozen init costs ~0.2 µs a field); never changed.
+@dataclass(slots=True, kw_only=True)
 class HTTPRequest:
     """An HTTP request ready for the transport. ``headers`` may hold secrets: never log them."""
 
@@ -142,7 +144,8 @@ class Endpoint:
         return f"Endpoint(base_url={self.base_url!r}, api_key=<{key}>)"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not frozen (built per model call; a frozen init costs ~0.2 µs a field); never changed.
+@dataclass(slots=True, kw_only=True)
 class RoundResult:
     """What one model call produced once its stream ended cleanly."""
 

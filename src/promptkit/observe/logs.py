@@ -16,6 +16,7 @@ handler (the library default) and configuring ``logging`` is the application's b
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import traceback
@@ -69,8 +70,10 @@ def request_id(headers: Mapping[str, str] | None) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
 def host_of(base_url: str) -> tuple[str | None, int | None]:
-    """``(host, port)`` of an endpoint URL (the port defaulted from the scheme)."""
+    """``(host, port)`` of an endpoint URL (the port defaulted from the scheme); cached, as
+    every conversation on one endpoint asks the same."""
     try:
         parts = urlsplit(base_url)
         port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["ConversationWatch", "TurnWatch"]
 
 _CANCELLED = "cancelled"
+_NO_OPTIONS = ObserveOptions()  # frozen: every conversation without options shares it
 
 
 class ConversationWatch:
@@ -52,7 +53,7 @@ class ConversationWatch:
         self.pack_version = pack_version
         self.prompt_name = prompt_name
         self.host, self.port = logs.host_of(base_url) if base_url else (None, None)
-        self._options = options or ObserveOptions()
+        self._options = options or _NO_OPTIONS
         self._traced = self._options.enabled()  # instrument() covers conversations opened later
         self._hub = hub
         self._telemetry: Telemetry | None = None

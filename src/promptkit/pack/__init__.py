@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _lookup: "Callable[[str], Any] | None" = None
+_found: "dict[str, Any]" = {}  # names already looked up (a conversation per request is common)
 
 
 def register(lookup: "Callable[[str], Any]") -> None:
@@ -30,6 +31,11 @@ def register(lookup: "Callable[[str], Any]") -> None:
 def public(name: str) -> "Any":
     """The public ``promptkit.<name>`` (``open``, ``open_async``, ``resume``, ``resume_async``),
     or ``_pack_from_json`` (the text loader ``Pack.from_json`` uses)."""
+    try:
+        return _found[name]
+    except KeyError:
+        pass
     if _lookup is None:  # cannot happen: importing this package runs promptkit/__init__.py first
         raise RuntimeError("promptkit is not initialised: import promptkit first")
-    return _lookup(name)
+    value = _found[name] = _lookup(name)
+    return value
