@@ -20,6 +20,7 @@ from promptkit.stores import (
     AsyncRedisStore,
     AsyncSQLiteStore,
     ConflictError,
+    ContextSummary,
     ConversationExistsError,
     ConversationMetadata,
     ConversationStore,
@@ -205,6 +206,37 @@ def test_fork_copies_atomically_and_never_overwrites(store: Any) -> None:
     assert store.load("dst").version == 3  # untouched by the refused fork
     store.fork("never-written", "empty-fork")  # nothing to copy: nothing created
     assert store.load("empty-fork") is None
+
+
+def test_a_context_summary_rides_on_appends_and_forks(store: Any) -> None:
+    """Saved with the turn that carries it; kept by appends that carry none; replaced by a
+    newer one; copied by fork; left out of list(); gone with delete()."""
+    first = ContextSummary(count=2, digest="d1", text="Ada likes tea — 你好 \ud800 \x00")
+    store.append("c", turn("one"), 0, metadata=ConversationMetadata(pack_id="p"))
+    assert store.load("c").metadata.summary is None
+    store.append("c", turn("two"), 1, metadata=ConversationMetadata(pack_id="p",
+                                                                    summary=first))
+    assert store.load("c").metadata.summary == first
+    store.append("c", turn("three"), 2, metadata=ConversationMetadata(pack_id="p"))
+    store.append("c", turn("four"), 3)
+    assert store.load("c").metadata.summary == first
+    newer = ContextSummary(count=6, digest="d2", text="more")
+    store.append("c", turn("five"), 4, metadata=ConversationMetadata(summary=newer))
+    loaded = store.load("c")
+    assert loaded.metadata.summary == newer and loaded.metadata.pack_id == "p"
+    assert len(loaded.messages) == 10  # the history itself is untouched
+    store.fork("c", "f")
+    assert store.load("f").metadata.summary == newer
+    with pytest.raises(ConflictError):  # a refused append saves nothing
+        store.append("f", turn("late"), 0, metadata=ConversationMetadata(summary=first))
+    assert store.load("f").metadata.summary == newer
+    assert [i.metadata.summary for i in store.list()] == [None, None]
+    store.delete("c")
+    store.append("c", turn("again"), 0)
+    assert store.load("c").metadata.summary is None
+    created = ContextSummary(count=1, digest="d0", text="at creation")
+    store.append("n", turn("new"), 0, metadata=ConversationMetadata(summary=created))
+    assert store.load("n").metadata.summary == created
 
 
 def test_delete_forgets_and_tolerates_unknown_ids(store: Any) -> None:

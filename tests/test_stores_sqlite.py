@@ -35,7 +35,8 @@ def test_a_new_file_gets_wal_the_schema_and_our_application_id(tmp_path: Path) -
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
         rows = db.execute("SELECT version, description FROM promptkit_migrations").fetchall()
-        assert rows == [(1, "conversations and messages")] and SCHEMA_VERSION == 1
+        assert rows == [(1, "conversations and messages"), (2, "context summaries")]
+        assert SCHEMA_VERSION == 2
         assert db.execute("SELECT turn, seq FROM messages ORDER BY seq").fetchall() == [
             (1, 0), (1, 1)]
     finally:
@@ -53,7 +54,8 @@ def test_reopening_keeps_everything_and_runs_no_migration_twice(tmp_path: Path) 
         assert [m.text for m in third.load("c").messages] == [  # type: ignore[union-attr]
             "one", "re: one", "two", "re: two"]
     db = sqlite3.connect(path)
-    assert db.execute("SELECT count(*) FROM promptkit_migrations").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM promptkit_migrations").fetchone()[0] == \
+        SCHEMA_VERSION
     db.close()
 
 
@@ -82,7 +84,8 @@ def test_many_openers_of_a_new_file_migrate_it_once(tmp_path: Path) -> None:
     for store in stores:
         store.close()
     db = sqlite3.connect(path)
-    assert db.execute("SELECT count(*) FROM promptkit_migrations").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM promptkit_migrations").fetchone()[0] == \
+        SCHEMA_VERSION
     db.close()
 
 

@@ -489,7 +489,7 @@ class AsyncConversation(ConversationCore):
         """An independent copy: same history, variables and tools, a new id."""
         kwargs = self._fork_kwargs()
         await _maybe_await(self._store.fork(self._id, kwargs["conversation_id"]))
-        return AsyncConversation(**kwargs)
+        return self._forked(AsyncConversation(**kwargs))
 
     async def aclose(self) -> None:
         """Close the conversation (and stop its MCP servers); later turns raise
@@ -544,15 +544,14 @@ class AsyncConversation(ConversationCore):
             await self._eval_runner.wait()
 
     async def _load(self) -> tuple[tuple[Message, ...], int]:
-        stored = await _maybe_await(self._store.load(self._id))
-        return ((), 0) if stored is None else (stored.messages, stored.version)
+        return self._stored_history(await _maybe_await(self._store.load(self._id)))
 
     def _load_now(self) -> tuple[tuple[Message, ...], int]:
         stored = self._store.load(self._id)
         if asyncio.iscoroutine(stored):
             stored.close()
             raise TypeError("this store is async-only: use `await conv.send()` / history APIs")
-        return ((), 0) if stored is None else (stored.messages, stored.version)
+        return self._stored_history(stored)
 
     async def _check_writable(self) -> None:
         """Raise StoreError now if the store cannot take the turn (before the model is paid)."""

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["ConversationCore", "TurnOptions"]
 
 F = TypeVar("F", bound=ToolHandler)
+_Core = TypeVar("_Core", bound="ConversationCore")
 
 
 class ConversationCore(KeepsHistory):
@@ -433,6 +434,21 @@ class ConversationCore(KeepsHistory):
         result = result_from_value(ToolCall(id=call_id, name=""), value)
         return decision_message(call_id, "result", content=result.content,
                                 is_error=result.is_error)
+
+    def _stored_history(self, stored: Any) -> tuple[tuple[Message, ...], int]:
+        """``(messages, version)`` of what the store loaded; the context summary stored with
+        them is offered to the ContextPolicy."""
+        if stored is None:
+            return (), 0
+        if self._context is not None:
+            self._context.offer(getattr(stored.metadata, "summary", None))
+        return stored.messages, stored.version
+
+    def _forked(self, fork: _Core) -> _Core:
+        """``fork`` with this conversation's context summary (it covers their shared prefix)."""
+        if self._context is not None and fork._context is not None:
+            fork._context.inherit(self._context)
+        return fork
 
     def _fork_kwargs(self) -> dict[str, Any]:
         from promptkit.conversation.store_binding import MetadataBinding

@@ -6,6 +6,11 @@ stored history is never changed. For ``"summarize"`` it returns a :class:`Fold` 
 completes with one extra model call (``summarize`` / ``summarize_async``: a throwaway
 conversation on the same binding, or the policy's ``summarizer``); the summary is kept with
 the conversation, covering a prefix of the history, and reused until more must be folded.
+On a shared store (a ``MetadataBinding``) a new summary also rides on the next append, as
+a ``ContextSummary`` (the covered count and a SHA-256 of the covered messages' JSON); a
+summary loaded with the history is taken only when it covers more than the kept one and its
+digest matches the history, so another process resuming the conversation does not make it
+again. Other stores keep it in this process only.
 Provider-reported usage of a single-call turn corrects later estimates: what the provider
 counted beyond the estimate (its hidden per-request tokens, such as Anthropic's tool-use
 system prompt) is added to every later estimate. Only upwards: an over-estimate costs
@@ -15,6 +20,7 @@ history, an under-estimate costs a failed request.
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import json
 from dataclasses import dataclass, replace
@@ -27,8 +33,12 @@ from promptkit.engine.context import (
     message_tokens,
 )
 from promptkit.engine.messages import Message
+from promptkit.stores._protocol import ContextSummary
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from promptkit.conversation.store_binding import MetadataBinding
     from promptkit.engine.chunks import Response
     from promptkit.engine.turn import TurnPlan
 
@@ -57,6 +67,21 @@ class _Summary:
     count: int  # how many visible messages, from the start, it covers
     last: Message  # the last of them (a changed history makes the summary stale)
     text: str
+    digest: Any = None  # a hashlib sha256 of the covered messages (when it can be saved)
+
+
+def _digest(messages: Sequence[Message], base: Any = None) -> Any:
+    """A SHA-256 of ``messages``' JSON, continuing a copy of ``base``; ``None`` if a message
+    cannot be written as JSON (its summary then stays in this process)."""
+    hasher = hashlib.sha256() if base is None else base.copy()
+    try:
+        for message in messages:
+            hasher.update(json.dumps(message.to_dict(), separators=(",", ":"),
+                                     default=repr).encode())
+            hasher.update(b"\n")
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return hasher
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +132,66 @@ def keeper_for(core: ConversationCore, policy: ContextPolicy) -> ContextKeeper:
         system = None
     check_opening(policy, core.model, {**core._prompt.parameters, **core._options.parameters},
                   system, core.provider)
-    return ContextKeeper(policy)
+    from promptkit.conversation.store_binding import MetadataBinding
+
+    store = core._store
+    return ContextKeeper(policy, store if isinstance(store, MetadataBinding) else None)
 
 
 class ContextKeeper:
     """The policy of one conversation, its estimate correction and its summary."""
 
-    __slots__ = ("overhead", "policy", "summary")
+    __slots__ = ("_offered", "_rejected", "binding", "overhead", "policy", "summary")
 
-    def __init__(self, policy: ContextPolicy) -> None:
+    def __init__(self, policy: ContextPolicy, binding: MetadataBinding | None = None) -> None:
         self.policy = policy
         self.overhead = 0  # tokens the provider counted beyond the estimate (observed)
         self.summary: _Summary | None = None
+        self.binding = binding  # saves a new summary with the next append (None: in-process)
+        self._offered: ContextSummary | None = None  # loaded with the history, not checked yet
+        self._rejected = ""  # the digest of a stored summary found not to match
+
+    def offer(self, stored: ContextSummary | None) -> None:
+        """A summary loaded with the history; the next turn takes it if it covers more than
+        the kept one and matches the history."""
+        if stored is not None and self.policy.strategy == "summarize":
+            self._offered = stored
+
+    def inherit(self, parent: ContextKeeper) -> None:
+        """A fork's keeper: the parent's summary covers their common prefix (and one the
+        parent has not saved yet is saved by the fork's next append too)."""
+        self.summary = parent.summary
+        if self.binding is not None and parent.binding is not None:
+            self.binding.summary = parent.binding.summary
+
+    def _current(self, history: tuple[Message, ...]) -> _Summary | None:
+        """The summary of a prefix of ``history``: the kept one, or a loaded one that covers
+        more and whose digest matches (checked once per load)."""
+        summary = self.summary
+        if summary is not None and not (summary.count <= len(history)
+                                        and history[summary.count - 1] == summary.last):
+            summary = self._keep(None)  # the history changed under it (clear, reload)
+        offered, self._offered = self._offered, None
+        if (offered is not None and offered.count <= len(history)
+                and offered.digest != self._rejected
+                and (summary is None or offered.count > summary.count)):
+            digest = _digest(history[:offered.count])
+            if digest is not None and digest.hexdigest() == offered.digest:
+                summary = self._keep(_Summary(offered.count, history[offered.count - 1],
+                                              offered.text, digest), stored=True)
+            else:
+                self._rejected = offered.digest
+        return summary
+
+    def _keep(self, summary: _Summary | None, *, stored: bool = False) -> _Summary | None:
+        """Keep ``summary``; a new one (not ``stored``) is saved with the next append."""
+        self.summary = summary
+        binding = self.binding
+        if binding is not None:
+            binding.summary = None if summary is None or stored or summary.digest is None \
+                else ContextSummary(count=summary.count, digest=summary.digest.hexdigest(),
+                                    text=summary.text)
+        return summary
 
     def fit(self, turn: TurnRun) -> Fold | None:
         """Trim ``turn.history`` to the budget; a Fold when a summary must be made first."""
@@ -144,10 +217,7 @@ class ContextKeeper:
                     "sent_messages": len(fitted.messages), "estimated_tokens": fitted.tokens,
                     "budget": budget})
             return None
-        summary = self.summary
-        if summary is not None and not (summary.count <= len(history)
-                                        and history[summary.count - 1] == summary.last):
-            summary = self.summary = None  # the history changed under it (clear, reload)
+        summary = self._current(history)
         start = 0 if summary is None else summary.count
         rest = history[start:]
         kept_cost = 0 if summary is None else estimate_text_tokens(SUMMARY_HEADER + summary.text)
@@ -185,7 +255,14 @@ class ContextKeeper:
     def folded(self, turn: TurnRun, fold: Fold, text: str) -> None:
         """Keep the new summary and send it with the rest of the history."""
         text = text.strip()[: fold.tokens * 4]
-        self.summary = _Summary(fold.count, turn.history[fold.count - 1], text)
+        digest, previous = None, self.summary
+        if self.binding is not None:  # the store can keep it: hash what it covers
+            if (previous is not None and previous.digest is not None
+                    and previous.count == fold.count - len(fold.messages)):
+                digest = _digest(fold.messages, previous.digest)  # extends the previous one
+            else:
+                digest = _digest(turn.history[:fold.count])
+        self._keep(_Summary(fold.count, turn.history[fold.count - 1], text, digest))
         turn.estimate += estimate_text_tokens(SUMMARY_HEADER + text) - fold.tokens
         _with_summary(turn, text, fold.kept)
         _emit(turn, "context.summarized", {

@@ -2,7 +2,8 @@
 
 A conversation opened on a store it was given saves pack id, prompt name, pack version and the
 variables set explicitly with every turn (in the turn's own transaction), so it can be resumed
-and listed later (``promptkit.resume``).
+and listed later (``promptkit.resume``). A context summary not saved yet rides on the next
+append the same way (``MetadataBinding.summary``, set by ``fitting.ContextKeeper``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptkit.stores._protocol import ConversationMetadata
+from promptkit.stores._protocol import ContextSummary, ConversationMetadata
 
 if TYPE_CHECKING:
     from promptkit.engine.messages import Message
@@ -42,9 +43,11 @@ class MetadataBinding:
     Everything else is the wrapped store's. Appends for another id carry no metadata: a fork
     sharing this binding keeps the metadata the store copied at the fork, unless the fork is
     given its own binding (:meth:`rebind`), which then saves the fork's variables too.
+    ``summary`` is a context summary to save with the next append of this id; it is cleared
+    once an append carrying it succeeded.
     """
 
-    __slots__ = ("_defaults", "_id", "_static", "_variables", "store")
+    __slots__ = ("_defaults", "_id", "_static", "_variables", "store", "summary")
 
     def __init__(self, store: Any, *, conversation_id: str, pack: Pack, prompt: PromptSpec,
                  variables: VariableSet) -> None:
@@ -55,6 +58,7 @@ class MetadataBinding:
         self._static = (pack.id, prompt.name, pack.version)
         self._variables = variables
         self._defaults = VariableSet(variables.specs).snapshot()
+        self.summary: ContextSummary | None = None
 
     def __repr__(self) -> str:
         return f"MetadataBinding({self.store!r}, conversation_id={self._id!r})"
@@ -72,6 +76,7 @@ class MetadataBinding:
         clone._static = self._static
         clone._variables = variables
         clone._defaults = self._defaults
+        clone.summary = None
         return clone
 
     def metadata(self) -> ConversationMetadata:
@@ -81,7 +86,7 @@ class MetadataBinding:
                   if defaults.get(name) != value}
         pack_id, prompt, version = self._static
         return ConversationMetadata(pack_id=pack_id, prompt=prompt, pack_version=version,
-                                    variables=values)
+                                    variables=values, summary=self.summary)
 
     def load(self, conversation_id: str) -> Any:
         return self.store.load(conversation_id)
@@ -89,7 +94,24 @@ class MetadataBinding:
     def append(self, conversation_id: str, messages: Sequence[Message],
                expected_version: int) -> Any:
         metadata = self.metadata() if conversation_id == self._id else None
-        return self.store.append(conversation_id, messages, expected_version, metadata=metadata)
+        result = self.store.append(conversation_id, messages, expected_version,
+                                   metadata=metadata)
+        summary = None if metadata is None else metadata.summary
+        if summary is None:
+            return result
+        if inspect.isawaitable(result):  # an async store
+            return self._saving(result, summary)
+        self._saved(summary)
+        return result
+
+    async def _saving(self, append: Any, summary: ContextSummary) -> Any:
+        version = await append
+        self._saved(summary)
+        return version
+
+    def _saved(self, summary: ContextSummary) -> None:
+        if self.summary is summary:
+            self.summary = None
 
     def fork(self, source_id: str, target_id: str) -> Any:
         return self.store.fork(source_id, target_id)

@@ -388,7 +388,7 @@ class Conversation(ConversationCore):
         """An independent copy: same history, variables and tools, a new id."""
         kwargs = self._fork_kwargs()
         self._store.fork(self._id, kwargs["conversation_id"])
-        return Conversation(**kwargs)
+        return self._forked(Conversation(**kwargs))
 
     def close(self) -> None:
         """Close the conversation (and stop its MCP servers); later turns raise
@@ -433,8 +433,7 @@ class Conversation(ConversationCore):
         self.close()
 
     def _load(self) -> tuple[tuple[Message, ...], int]:
-        stored = self._store.load(self._id)
-        return ((), 0) if stored is None else (stored.messages, stored.version)
+        return self._stored_history(self._store.load(self._id))
 
     def _turn_history(self) -> TurnHistory:
         """The history a turn starts from: the kept one while the store's version has not

@@ -7,10 +7,11 @@
 * ``RedisStore`` / ``AsyncRedisStore``: processes on many machines; optional ``ttl``.
 
 Every store keeps, per conversation id, the history (versioned: one version per appended turn)
-and metadata (pack id, prompt, pack version, variables, created/updated times). Ids are 1-255
-characters from ``A-Z a-z 0-9 . _ : -``. The persistent stores load lazily: importing this
-package costs nothing until one is used (``redis``, from the extra ``promptkit-sdk[redis]``,
-is imported only by the Redis stores).
+and metadata (pack id, prompt, pack version, variables, created/updated times, and the
+``ContextSummary`` a summarizing ``ContextPolicy`` made, so a resumed conversation reuses
+it). Ids are 1-255 characters from ``A-Z a-z 0-9 . _ : -``. The persistent stores load
+lazily: importing this package costs nothing until one is used (``redis``, from the extra
+``promptkit-sdk[redis]``, is imported only by the Redis stores).
 
 May import ``promptkit.engine.messages`` and ``promptkit._errors``; a store knows nothing of
 packs, turns or drivers.
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from promptkit.stores._protocol import (
     AsyncConversationStore,
     ConflictError,
+    ContextSummary,
     ConversationExistsError,
     ConversationInfo,
     ConversationMetadata,
@@ -43,6 +45,7 @@ __all__ = [
     "AsyncRedisStore",
     "AsyncSQLiteStore",
     "ConflictError",
+    "ContextSummary",
     "ConversationExistsError",
     "ConversationInfo",
     "ConversationMetadata",

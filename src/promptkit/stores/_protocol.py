@@ -3,8 +3,8 @@
 A turn's messages are appended in one call (atomically) with the version the turn started
 from; a store whose conversation moved on meanwhile raises :class:`ConflictError`, so two
 writers never interleave a turn. Next to the history a store keeps a little metadata (pack id,
-prompt, pack version, the variables set, created/updated times) so a conversation can be
-resumed by another process and listed.
+prompt, pack version, the variables set, created/updated times, a ContextPolicy summary) so a
+conversation can be resumed by another process and listed.
 
 Errors (all :class:`~promptkit.StoreError`)::
 
@@ -32,6 +32,7 @@ from promptkit.engine.messages import Message
 __all__ = [
     "AsyncConversationStore",
     "ConflictError",
+    "ContextSummary",
     "ConversationExistsError",
     "ConversationInfo",
     "ConversationMetadata",
@@ -76,12 +77,37 @@ def check_conversation_id(conversation_id: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ContextSummary:
+    """A ``ContextPolicy(strategy="summarize")`` summary, kept beside the history it covers.
+
+    It covers the first ``count`` visible messages; ``digest`` is a hash of them that the
+    conversation computes (stores keep it as it is), so a summary that no longer matches its
+    history is ignored. A cache, never required: a store may drop it, and one it cannot read
+    is treated as absent.
+    """
+
+    count: int
+    digest: str
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": SUMMARY_FORMAT, "count": self.count, "digest": self.digest,
+                "text": self.text}
+
+
+#: the version of a stored summary's form (``encode_summary``); others are ignored on load
+SUMMARY_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConversationMetadata:
     """What a store keeps about a conversation besides its messages.
 
     ``variables`` holds the values set explicitly (pack defaults are not frozen in, so a pack
     whose default changed applies the new default). Times are Unix seconds set by the store;
-    they are ``None`` in metadata passed *to* a store.
+    they are ``None`` in metadata passed *to* a store. ``summary`` is the conversation's
+    context summary (``None`` in metadata passed to a store keeps the stored one; ``list()``
+    leaves it out).
     """
 
     pack_id: str = ""
@@ -90,11 +116,13 @@ class ConversationMetadata:
     variables: Mapping[str, str] = field(default_factory=dict)
     created_at: float | None = None
     updated_at: float | None = None
+    summary: ContextSummary | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"pack_id": self.pack_id, "prompt": self.prompt,
                 "pack_version": self.pack_version, "variables": dict(self.variables),
-                "created_at": self.created_at, "updated_at": self.updated_at}
+                "created_at": self.created_at, "updated_at": self.updated_at,
+                "summary": None if self.summary is None else self.summary.to_dict()}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,7 +166,8 @@ class ConversationStore(Protocol):
 
         Raises :class:`ConflictError` if the stored version is not ``expected_version``.
         ``metadata`` (optional) is saved in the same transaction: ``pack_id`` is kept from the
-        conversation's creation, the other fields follow the latest append that carries them.
+        conversation's creation, the other fields follow the latest append that carries them
+        (``summary`` only when it is not ``None``).
         """
         ...
 
@@ -152,7 +181,8 @@ class ConversationStore(Protocol):
         ...
 
     def fork(self, source_id: str, target_id: str) -> None:
-        """Copy ``source_id``'s history and metadata to the new id ``target_id``, atomically.
+        """Copy ``source_id``'s history and metadata (its summary too) to the new id
+        ``target_id``, atomically.
 
         Raises :class:`ConversationExistsError` if ``target_id`` exists; a source that was never
         written creates nothing."""
@@ -227,6 +257,29 @@ def encode_message(message: Message) -> str:
 
 def decode_message(data: str | bytes) -> Message:
     return Message.from_dict(json.loads(data))
+
+
+def encode_summary(summary: ContextSummary | None) -> str:
+    """A summary as compact JSON ("" for none): what the persistent stores keep."""
+    return "" if summary is None else json.dumps(summary.to_dict(), separators=(",", ":"))
+
+
+def decode_summary(data: str | bytes | None) -> ContextSummary | None:
+    """The stored summary, or ``None`` for none, an unreadable one or one in another format
+    (a newer promptkit's): a summary is only a cache, so nothing here fails a load."""
+    if not data:
+        return None
+    try:
+        found = json.loads(data)
+        if found.get("format") != SUMMARY_FORMAT:
+            return None
+        count, digest, text = found["count"], found["digest"], found["text"]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if type(count) is not int or count < 1 or not isinstance(digest, str) \
+            or not isinstance(text, str):
+        return None
+    return ContextSummary(count=count, digest=digest, text=text)
 
 
 class HistoryCache:

@@ -3,7 +3,8 @@
 Layout under ``prefix`` (default ``promptkit``), for conversation id ``ID``::
 
     PREFIX:meta:ID       hash: version, message_count, pack_id, prompt, pack_version,
-                         variables (JSON), created_at, updated_at, token, incarnation
+                         variables (JSON), created_at, updated_at, token, incarnation,
+                         summary (JSON, once a ContextPolicy made one)
     PREFIX:messages:ID   list: one JSON message per item, oldest first
     PREFIX:index         sorted set of ids (all scores 0, so ordered by id: list() pages by id)
 
@@ -44,8 +45,10 @@ from promptkit.stores._protocol import (
     check_conversation_id,
     check_page,
     decode_message,
+    decode_summary,
     decode_variables,
     encode_message,
+    encode_summary,
     encode_variables,
 )
 
@@ -78,11 +81,12 @@ elseif ARGV[6] == '1' then
   if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'pack_version', ARGV[9]) end
   redis.call('HSET', KEYS[1], 'variables', ARGV[10])
 end
-for i = 11, #ARGV, 1000 do
+if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'summary', ARGV[11]) end
+for i = 12, #ARGV, 1000 do
   redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 redis.call('HSET', KEYS[1], 'version', version + 1, 'updated_at', ARGV[2], 'token', ARGV[5])
-redis.call('HINCRBY', KEYS[1], 'message_count', #ARGV - 10)
+redis.call('HINCRBY', KEYS[1], 'message_count', #ARGV - 11)
 redis.call('ZADD', KEYS[3], 0, ARGV[4])
 if tonumber(ARGV[3]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -153,7 +157,7 @@ class _Layout:
         args: list[Any] = [
             expected_version, repr(time.time()), self.ttl_ms, conversation_id, uuid.uuid4().hex,
             "0" if metadata is None else "1", meta.pack_id, meta.prompt, meta.pack_version,
-            encode_variables(meta.variables)]
+            encode_variables(meta.variables), encode_summary(meta.summary)]
         args += [encode_message(m) for m in messages]
         return keys, args
 
@@ -201,7 +205,7 @@ class _Layout:
         if not flat:
             return None
         meta = {_text(k): v for k, v in zip(flat[::2], flat[1::2], strict=True)}
-        info = self.info(conversation_id, meta)
+        info = self.info(conversation_id, meta, summary=True)
         incarnation = _text(meta.get("incarnation", ""))
         if int(start) != len(cached):
             cached = ()
@@ -216,7 +220,9 @@ class _Layout:
                                   metadata=info.metadata)
 
     @staticmethod
-    def info(conversation_id: str, meta: Mapping[Any, Any]) -> ConversationInfo:
+    def info(conversation_id: str, meta: Mapping[Any, Any], *,
+             summary: bool = False) -> ConversationInfo:
+        """The hash as a ConversationInfo; its summary only with ``summary`` (a load)."""
         fields = {_text(k): _text(v) for k, v in meta.items()}
         try:
             return ConversationInfo(
@@ -227,7 +233,8 @@ class _Layout:
                     pack_version=fields.get("pack_version", ""),
                     variables=decode_variables(fields.get("variables")),
                     created_at=_float(fields.get("created_at")),
-                    updated_at=_float(fields.get("updated_at"))))
+                    updated_at=_float(fields.get("updated_at")),
+                    summary=decode_summary(fields.get("summary")) if summary else None))
         except ValueError as exc:
             raise StoreError(f"redis: conversation {conversation_id!r} has unreadable "
                              f"metadata: {exc}") from exc

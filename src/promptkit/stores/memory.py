@@ -16,6 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from types import MappingProxyType
 
 from promptkit.engine.messages import Message
@@ -151,7 +152,8 @@ class MemoryStore:
             self._data[target_id] = _Record(
                 source.appends, source.count, source.version, ConversationMetadata(
                     pack_id=meta.pack_id, prompt=meta.prompt, pack_version=meta.pack_version,
-                    variables=meta.variables, created_at=now, updated_at=now),
+                    variables=meta.variables, created_at=now, updated_at=now,
+                    summary=meta.summary),
                 str(next(_incarnations)))
             if self._ttl is not None:
                 self._expiry[target_id] = time.monotonic() + self._ttl
@@ -171,7 +173,7 @@ class MemoryStore:
                          if i.startswith(prefix) and (after is None or i > after))[:limit]
             found = [(i, self._data[i]) for i in ids]
         return [ConversationInfo(id=i, version=c.version, message_count=c.count,
-                                 metadata=c.metadata) for i, c in found]
+                                 metadata=_listed(c.metadata)) for i, c in found]
 
     def _expire(self) -> None:
         """Drop conversations whose TTL passed (caller holds the lock)."""
@@ -192,7 +194,7 @@ _NO_VARIABLES: MappingProxyType[str, str] = MappingProxyType({})
 def _merge(old: ConversationMetadata | None, new: ConversationMetadata | None,
            now: float) -> ConversationMetadata:
     """The metadata after an append: ``pack_id`` and ``created_at`` stay from creation, the
-    rest follows the newest metadata given."""
+    rest follows the newest metadata given (the summary only when it gives one)."""
     if old is None:
         old = ConversationMetadata(created_at=now)
     if new is None:
@@ -202,4 +204,10 @@ def _merge(old: ConversationMetadata | None, new: ConversationMetadata | None,
         pack_version=new.pack_version or old.pack_version,
         # a read-only copy (callers cannot edit the store's); most conversations share the empty one
         variables=MappingProxyType(dict(new.variables)) if new.variables else _NO_VARIABLES,
-        created_at=old.created_at if old.created_at is not None else now, updated_at=now)
+        created_at=old.created_at if old.created_at is not None else now, updated_at=now,
+        summary=new.summary or old.summary)
+
+
+def _listed(metadata: ConversationMetadata) -> ConversationMetadata:
+    """The metadata ``list()`` shows: without the summary (as every store lists)."""
+    return metadata if metadata.summary is None else replace(metadata, summary=None)

@@ -35,6 +35,7 @@ from promptkit._errors import StoreError
 from promptkit.engine.messages import Message
 from promptkit.stores._protocol import (
     ConflictError,
+    ContextSummary,
     ConversationExistsError,
     ConversationInfo,
     ConversationMetadata,
@@ -43,8 +44,10 @@ from promptkit.stores._protocol import (
     check_conversation_id,
     check_page,
     decode_message,
+    decode_summary,
     decode_variables,
     encode_message,
+    encode_summary,
     encode_variables,
 )
 
@@ -75,6 +78,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             data            TEXT NOT NULL,
             PRIMARY KEY (conversation_id, seq)
         ) WITHOUT ROWID;
+    """),
+    # A ContextPolicy summary (encode_summary's JSON, '' for none). Adding a column with a
+    # constant default rewrites no row.
+    (2, "context summaries", """
+        ALTER TABLE conversations ADD COLUMN summary TEXT NOT NULL DEFAULT '';
     """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -146,15 +154,16 @@ class SQLiteStore:
         check_conversation_id(conversation_id)
         incarnation, cached = self._cache.get(conversation_id)
         with self._connection() as db, _read(db):
-            row = db.execute(f"SELECT {_COLUMNS} FROM conversations WHERE id = ?",
-                             (conversation_id,)).fetchone()
-            if row is None:
+            found = db.execute(f"SELECT {_COLUMNS}, summary FROM conversations WHERE id = ?",
+                               (conversation_id,)).fetchone()
+            if found is None:
                 return None
+            row, summary = found[:-1], found[-1]
             if row[-1] != incarnation or len(cached) > row[2]:
                 cached = ()
             data = db.execute("SELECT data FROM messages WHERE conversation_id = ? AND "
                               "seq >= ? ORDER BY seq", (conversation_id, len(cached))).fetchall()
-        info = self._info(row)
+        info = self._info(row, decode_summary(summary))
         try:
             messages = cached + tuple(decode_message(text) for (text,) in data)
         except (ValueError, KeyError, TypeError) as exc:
@@ -170,6 +179,7 @@ class SQLiteStore:
         check_conversation_id(conversation_id)
         encoded = [encode_message(m) for m in messages]  # before taking the write lock
         variables = None if metadata is None else encode_variables(metadata.variables)
+        summary = encode_summary(None if metadata is None else metadata.summary)
         with self._connection() as db, _write(db):
             row = db.execute("SELECT version, message_count, incarnation FROM conversations "
                              "WHERE id = ?", (conversation_id,)).fetchone()
@@ -181,10 +191,10 @@ class SQLiteStore:
             if row is None:
                 meta = metadata or ConversationMetadata()
                 db.execute(
-                    f"INSERT INTO conversations ({_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO conversations ({_COLUMNS}, summary) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (conversation_id, 1, len(encoded), meta.pack_id, meta.prompt,
-                     meta.pack_version, variables or "{}", now, now, incarnation))
+                     meta.pack_version, variables or "{}", now, now, incarnation, summary))
             elif metadata is None:
                 db.execute("UPDATE conversations SET version = ?, message_count = ?, "
                            "updated_at = ? WHERE id = ?",
@@ -195,10 +205,11 @@ class SQLiteStore:
                     "pack_id = CASE pack_id WHEN '' THEN ? ELSE pack_id END, "
                     "prompt = CASE ? WHEN '' THEN prompt ELSE ? END, "
                     "pack_version = CASE ? WHEN '' THEN pack_version ELSE ? END, "
+                    "summary = CASE ? WHEN '' THEN summary ELSE ? END, "
                     "variables = ? WHERE id = ?",
                     (version + 1, count + len(encoded), now, metadata.pack_id,
                      metadata.prompt, metadata.prompt, metadata.pack_version,
-                     metadata.pack_version, variables, conversation_id))
+                     metadata.pack_version, summary, summary, variables, conversation_id))
             db.executemany(
                 "INSERT INTO messages (conversation_id, seq, turn, data) VALUES (?, ?, ?, ?)",
                 [(conversation_id, count + i, version + 1, text)
@@ -242,9 +253,10 @@ class SQLiteStore:
                 raise ConversationExistsError(f"conversation {target_id!r} already exists")
             now = time.time()
             db.execute(
-                f"INSERT INTO conversations ({_COLUMNS}) SELECT ?, version, message_count, "
-                "pack_id, prompt, pack_version, variables, ?, ?, ? FROM conversations "
-                "WHERE id = ?", (target_id, now, now, uuid.uuid4().hex, source_id))
+                f"INSERT INTO conversations ({_COLUMNS}, summary) SELECT ?, version, "
+                "message_count, pack_id, prompt, pack_version, variables, ?, ?, ?, summary "
+                "FROM conversations WHERE id = ?",
+                (target_id, now, now, uuid.uuid4().hex, source_id))
             db.execute("INSERT INTO messages (conversation_id, seq, turn, data) "
                        "SELECT ?, seq, turn, data FROM messages WHERE conversation_id = ?",
                        (target_id, source_id))
@@ -274,7 +286,8 @@ class SQLiteStore:
 
     # --- plumbing ------------------------------------------------------------------------
 
-    def _info(self, row: tuple[Any, ...]) -> ConversationInfo:
+    def _info(self, row: tuple[Any, ...], summary: ContextSummary | None = None
+              ) -> ConversationInfo:
         (conversation_id, version, count, pack_id, prompt, pack_version, variables, created,
          updated, _) = row
         try:
@@ -286,7 +299,8 @@ class SQLiteStore:
             id=conversation_id, version=version, message_count=count,
             metadata=ConversationMetadata(pack_id=pack_id, prompt=prompt,
                                           pack_version=pack_version, variables=values,
-                                          created_at=created, updated_at=updated))
+                                          created_at=created, updated_at=updated,
+                                          summary=summary))
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[_Connection]:
