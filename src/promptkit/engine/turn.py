@@ -72,6 +72,8 @@ __all__ = [
     "run_turn",
 ]
 
+_NO_USAGE = Usage()  # frozen: the zero every turn starts from
+
 
 @dataclass(frozen=True, slots=True)
 class CallModel:
@@ -221,7 +223,9 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
             raise ToolLoopLimitError(
                 f"the model asked for more than {plan.max_tool_calls} tool calls in one turn "
                 "(tool_policy.max_tool_calls_per_turn)")
-        state.calls.extend(round_calls)
+        state.calls += tuple(round_calls)
+        if state.seen is None:
+            state.seen = {}
         for call in round_calls:
             yield Emit(StreamChunk(type=ChunkType.TOOL_CALL, tool_call=call))
         round_plan = plan_calls(
@@ -281,8 +285,8 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
         # no token counts at all: the server reported no usage, so the cost is unknown too
         cost=cost_of(model, state.usage) if state.usage.total_tokens else None,
         finish_reason=result.finish_reason,
-        tool_calls=tuple(state.calls),
-        tool_results=tuple(state.results),
+        tool_calls=state.calls,
+        tool_results=state.results,
         duration=now - plan.started,
         time_to_first_token=None if state.first_content_at is None
         else state.first_content_at - plan.started,
@@ -291,14 +295,14 @@ def run_turn(plan: TurnPlan, history: tuple[Message, ...],
         messages=turn_messages,
         pending_tools=state.pending,
         parsed=parsed,
-        validations=tuple(state.validations),
+        validations=state.validations,
     )
 
 
 def _record(plan: TurnPlan, state: _TurnState, results: Sequence[ValidationResult]) -> None:
     """Keep guardrail results for the Response; tell the observer of each failure (the one
     place ``validation.failed`` comes from)."""
-    state.validations.extend(results)
+    state.validations += tuple(results)
     observer = plan.observer
     if observer is not None:
         for result in results:
@@ -325,12 +329,12 @@ def _safety_response(plan: TurnPlan, state: _TurnState, blocked: ValidationResul
     return Response(
         text=blocked.message, message=message, usage=state.usage,
         cost=cost_of(plan.model, state.usage), finish_reason="safety",
-        tool_calls=tuple(state.calls), tool_results=tuple(state.results),
+        tool_calls=state.calls, tool_results=state.results,
         duration=time.monotonic() - plan.started,
         time_to_first_token=None if state.first_content_at is None
         else state.first_content_at - plan.started,
         model=plan.model, provider=plan.provider, messages=turn_messages,
-        validations=tuple(state.validations))
+        validations=state.validations)
 
 
 @dataclass(slots=True)
@@ -338,15 +342,17 @@ class _TurnState:
     """What a turn accumulates across its rounds."""
 
     plan: TurnPlan
-    usage: Usage = field(default_factory=Usage)
-    calls: list[ToolCall] = field(default_factory=list)
-    results: list[ToolResult] = field(default_factory=list)
+    # tuples and a dict made on first use: a plain turn allocates none of them (every object
+    # alive during a stream is work for the garbage collector at high concurrency)
+    usage: Usage = _NO_USAGE
+    calls: tuple[ToolCall, ...] = ()
+    results: tuple[ToolResult, ...] = ()
     first_content_at: float | None = None
     tool_rounds: int = 0
     repeat_rounds: int = 0
-    seen: dict[str, int] = field(default_factory=dict)
+    seen: dict[str, int] | None = None
     pending: tuple[PendingToolCall, ...] = ()
-    validations: list[ValidationResult] = field(default_factory=list)
+    validations: tuple[ValidationResult, ...] = ()
 
     @property
     def schemas(self) -> dict[str, Mapping[str, Any]]:
@@ -370,7 +376,7 @@ def _run_and_record(round_plan: RoundPlan, state: _TurnState, added: list[Messag
             continue
         if observer is not None:
             observer.tool_ended(slot)
-        state.results.append(slot)
+        state.results += (slot,)
         added.append(Message(role="tool", tool_result=slot))
         yield Emit(StreamChunk(type=ChunkType.TOOL_RESULT, tool_result=slot))
 
@@ -395,7 +401,7 @@ def _resume_calls(resume: tuple[ResumeItem, ...], plan: TurnPlan, state: _TurnSt
             run = next(r for r in round_plan.runs if r.call is item.call)
             runs.append(replace(run, index=len(slots)))
         slots.append(slot)
-    state.calls.extend(item.call for item in resume)
+    state.calls += tuple(item.call for item in resume)
     yield from _run_and_record(RoundPlan(runs, slots), state, added)
 
 

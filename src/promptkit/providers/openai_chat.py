@@ -247,6 +247,13 @@ class _ToolAcc:
         self.args: list[str] = []
 
 
+# The shared empty accumulators of a decoder that has seen no tool call (never written to:
+# _tool_fragments gives the decoder its own first).
+_NO_CALLS: list[Any] = []
+_NO_KEYS: dict[tuple[int, int], Any] = {}
+_NO_IDS: dict[str, Any] = {}
+
+
 class OpenAIChatDecoder:
     """Decodes one streamed Chat Completions reply (implements ``RoundDecoder``).
 
@@ -277,9 +284,10 @@ class OpenAIChatDecoder:
         self._provider = provider
         self._sse = SSEDecoder()
         self._text: list[str] = []
-        self._calls: list[_ToolAcc] = []
-        self._by_key: dict[tuple[int, int], _ToolAcc] = {}
-        self._by_id: dict[str, _ToolAcc] = {}
+        # tool-call accumulators, made at the first tool-call fragment (most replies have none)
+        self._calls: list[_ToolAcc] = _NO_CALLS
+        self._by_key: dict[tuple[int, int], _ToolAcc] = _NO_KEYS
+        self._by_id: dict[str, _ToolAcc] = _NO_IDS
         self._finish_reason: str | None = None
         self._refusal = False
         self._usage: Usage | None = None
@@ -401,6 +409,8 @@ class OpenAIChatDecoder:
             self._tool_fragments(index, tool_calls)
 
     def _tool_fragments(self, choice_index: int, fragments: list[Any]) -> None:
+        if self._calls is _NO_CALLS:
+            self._calls, self._by_key, self._by_id = [], {}, {}
         for fragment in fragments:
             if type(fragment) is not dict:
                 continue
