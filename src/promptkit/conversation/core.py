@@ -93,8 +93,8 @@ class ConversationCore(KeepsHistory):
         self._store = store
         self._id = conversation_id or new_conversation_id()
         self._timeouts = timeouts
-        self._retry = RetryPolicy(max_retries=max_retries)
-        self._mcp_servers: list[MCPServer] = list(mcp_servers)
+        self._retry = _retry_policy(max_retries)
+        self._mcp_servers: tuple[MCPServer, ...] = tuple(mcp_servers)
         if on_conflict not in ("raise", "reload"):
             raise ValueError(f"on_conflict must be 'raise' or 'reload', not {on_conflict!r}")
         self._on_conflict = on_conflict
@@ -102,7 +102,7 @@ class ConversationCore(KeepsHistory):
         self._options = options
         self._tools = tools if tools is not None else ToolRegistry()
         self._template = _compile(prompt.system_template)
-        self._turn_lock = threading.Lock()
+        self._running = False  # a turn holds the conversation (see _begin_turn)
         self._closed = False
         self._history: TurnHistory | None = None  # see TurnHistory; only turns touch it
         self._wire_memo = WireMemo()  # the kept history's wire form (cleared with it)
@@ -253,11 +253,11 @@ class ConversationCore(KeepsHistory):
         server.start()
         for tool_name, entry in server.registered_tools():
             self._tools.add(tool_name, entry)
-        self._mcp_servers.append(server)
+        self._mcp_servers = (*self._mcp_servers, server)
         return server
 
     def _release_mcp_servers(self) -> None:
-        servers, self._mcp_servers = self._mcp_servers, []
+        servers, self._mcp_servers = self._mcp_servers, ()
         for server in servers:
             server.release()
 
@@ -350,14 +350,16 @@ class ConversationCore(KeepsHistory):
         """Raise now what would stop a turn from starting: a closed or busy conversation."""
         if self._closed:
             raise ConversationClosedError(f"conversation {self._id!r} is closed")
-        if self._turn_lock.locked():
+        if self._running:
             raise self._busy()
 
     def _begin_turn(self) -> None:
         if self._closed:
             raise ConversationClosedError(f"conversation {self._id!r} is closed")
-        if not self._turn_lock.acquire(blocking=False):
-            raise self._busy()
+        with _STARTING:  # one lock for every conversation: a lock each would cost 88 bytes
+            if self._running:
+                raise self._busy()
+            self._running = True
 
     def _busy(self) -> ConversationBusyError:
         return ConversationBusyError(
@@ -365,7 +367,7 @@ class ConversationCore(KeepsHistory):
             "or fork() the conversation for parallel work")
 
     def _end_turn(self) -> None:
-        self._turn_lock.release()
+        self._running = False
 
     def _plan_turn(self, message: str | Message | None, timeout: float | None,
                    images: Iterable[MediaSource] | None = None,
@@ -570,6 +572,15 @@ def new_conversation_id() -> str:
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     return raw.hex()
+
+
+_STARTING = threading.Lock()  # held only while a turn checks and takes its conversation
+
+
+@functools.lru_cache(maxsize=32)
+def _retry_policy(max_retries: int) -> RetryPolicy:
+    """The retry policy for ``max_retries`` (immutable: conversations share it)."""
+    return RetryPolicy(max_retries=max_retries)
 
 
 @functools.lru_cache(maxsize=256)

@@ -55,8 +55,9 @@ class WireMemo:
     __slots__ = ("_items", "_messages")
 
     def __init__(self) -> None:
-        self._messages: list[Message] = []
-        self._items: list[Any] = []
+        # empty tuples until the first request (shared: an idle conversation holds no lists)
+        self._messages: Sequence[Message] = ()
+        self._items: Sequence[Any] = ()
 
     def convert(self, messages: Sequence[Message], one: Callable[[Message], Any]) -> list[Any]:
         """``[one(m) for m in messages]``, reusing what the previous call converted."""
@@ -66,15 +67,16 @@ class WireMemo:
             same = list(map(operator.is_, previous[:shared], messages[:shared]))
             if not all(same):
                 shared = same.index(False)
-        items = self._items[:shared]
+        kept = self._items[:shared]
+        items: list[Any] = kept if type(kept) is list else list(kept)
         items += [one(message) for message in messages[shared:]]
         self._messages = list(messages)
         self._items = items
         return list(items)
 
     def clear(self) -> None:
-        self._messages = []
-        self._items = []
+        self._messages = ()
+        self._items = ()
 
     def __len__(self) -> int:
         return len(self._items)

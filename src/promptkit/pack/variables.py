@@ -182,14 +182,21 @@ def _declared(specs: Iterable[VariableSpec]) -> _Declared:
     return declared
 
 
+# Setting variables is rare and quick: all variable sets take turns on one lock.
+_WRITING = threading.Lock()
+_NO_VALUES: dict[str, str] = {}  # never changed: sets without values share it
+
+
 class VariableSet:
     """The variables of one conversation: declared specs, pack defaults and values set so far.
 
     Safe to use from several threads. ``set`` validates at once, so a bad value raises where it
     is set; :meth:`resolve` checks required variables and renders the template every turn.
+    Copy on write: setting replaces the values mapping (under one process-wide lock), so
+    readers take the current one without locking, and a set without values holds no dict.
     """
 
-    __slots__ = ("_default_errors", "_defaults", "_lock", "_specs", "_values")
+    __slots__ = ("_default_errors", "_defaults", "_specs", "_values")
 
     def __init__(
         self,
@@ -197,8 +204,7 @@ class VariableSet:
         values: Mapping[str, Any] | None = None,
     ) -> None:
         self._specs, self._defaults, self._default_errors = _declared(specs)
-        self._values: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self._values: dict[str, str] = _NO_VALUES
         if values:
             self.set_many(values)
 
@@ -209,22 +215,19 @@ class VariableSet:
 
     def set(self, name: str, value: Any) -> None:
         """Set one variable (``None`` removes it); raises InvalidVariableError if not allowed."""
-        text = self._prepare(name, value)
-        with self._lock:
-            if text is None:
-                self._values.pop(name, None)
-            else:
-                self._values[name] = text
+        self.set_many({name: value})
 
     def set_many(self, values: Mapping[str, Any]) -> None:
         """Set several variables at once: all are checked first, then all applied together."""
         prepared = [(name, self._prepare(name, value)) for name, value in values.items()]
-        with self._lock:
+        with _WRITING:
+            updated = dict(self._values)
             for name, text in prepared:
                 if text is None:
-                    self._values.pop(name, None)
+                    updated.pop(name, None)
                 else:
-                    self._values[name] = text
+                    updated[name] = text
+            self._values = updated if updated else _NO_VALUES
 
     def set_from_env(
         self, prefix: str, environ: Mapping[str, str] | None = None
@@ -244,20 +247,17 @@ class VariableSet:
 
     def get(self, name: str) -> str | None:
         """The value in effect: the one set, else the pack default, else None."""
-        with self._lock:
-            value = self._values.get(name)
+        value = self._values.get(name)  # published mappings are never changed
         return self._defaults.get(name) if value is None else value
 
     def snapshot(self) -> dict[str, str]:
         """Every value in effect, defaults included, as a new dict."""
-        with self._lock:
-            return {**self._defaults, **self._values}
+        return {**self._defaults, **self._values}
 
     def copy(self) -> VariableSet:
         """An independent copy (for a forked conversation)."""
         clone = VariableSet(self._specs.values())
-        with self._lock:
-            clone._values = dict(self._values)
+        clone._values = self._values  # never changed in place: sharing it is copying it
         return clone
 
     def resolve(
@@ -273,8 +273,7 @@ class VariableSet:
         raises InvalidVariableError. A declared optional variable with no value and no default
         renders as an empty string.
         """
-        with self._lock:
-            values = dict(self._values)
+        values = self._values
         effective: dict[str, str] = {}
         missing: list[str] = []
         for name, spec in self._specs.items():

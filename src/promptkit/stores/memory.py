@@ -4,8 +4,10 @@ Unlike the Go SDK's default, nothing expires silently. Two limits are available,
 default: ``max_conversations`` evicts the least recently used conversation when exceeded, and
 ``ttl`` (seconds) forgets a conversation that many seconds after its last append.
 
-Histories are kept packed (``_packed.py``): an idle conversation costs under twice its text,
-not four times; ``load`` unpacks them into new ``Message`` objects.
+Histories are kept packed (``_packed.py``): an idle 20-turn conversation costs a few hundred
+bytes beyond its text; ``load`` unpacks them into new ``Message`` objects. A store is small
+too (conversations opened without ``store=`` each get their own): its lock comes from a shared
+pool, and its table is a plain dict unless ``max_conversations`` needs the LRU order.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from promptkit.engine.messages import Message
-from promptkit.stores._packed import Packed, pack, unpack
+from promptkit.stores._packed import Packed, extend, unpack
 from promptkit.stores._protocol import (
     ConflictError,
     ConversationExistsError,
@@ -38,16 +40,24 @@ _NEVER: OrderedDict[str, float] = OrderedDict()  # the expiry order of stores wi
 
 _incarnations = itertools.count(1)  # unique within the process: enough for an in-memory store
 
+# Stores take their lock from this pool: a lock per store would cost each conversation opened
+# without a store 88 bytes. No store method holds its lock while calling out or taking another
+# store's, so two stores sharing a lock only ever wait for each other's few microseconds.
+_LOCKS = tuple(threading.Lock() for _ in range(64))
+_next_lock = itertools.count()
+
 
 class _Record:
-    """One stored conversation: its appends (packed), message count, version, metadata, and the
-    incarnation it belongs to (a new one each time the id is created)."""
+    """One stored conversation: its history (full packed segments, then the last one), message
+    count, version, metadata, and the incarnation it belongs to (a new one each time the id is
+    created). Never changed once made: readers use it outside the lock."""
 
-    __slots__ = ("appends", "count", "incarnation", "metadata", "version")
+    __slots__ = ("count", "incarnation", "last", "metadata", "sealed", "version")
 
-    def __init__(self, appends: tuple[Packed, ...], count: int, version: int,
-                 metadata: ConversationMetadata, incarnation: str) -> None:
-        self.appends = appends
+    def __init__(self, sealed: tuple[Packed, ...], last: Packed | None, count: int,
+                 version: int, *, metadata: ConversationMetadata, incarnation: int) -> None:
+        self.sealed = sealed
+        self.last = last
         self.count = count
         self.version = version
         self.metadata = metadata
@@ -55,10 +65,20 @@ class _Record:
 
     def stored(self, conversation_id: str) -> StoredConversation:
         messages: list[Message] = []
-        for packed in self.appends:
-            messages.extend(unpack(packed))
+        for packed in self.sealed:
+            messages += unpack(packed)
+        if self.last is not None:
+            messages += unpack(self.last)
         return StoredConversation(id=conversation_id, messages=tuple(messages),
                                   version=self.version, metadata=self.metadata)
+
+    def appended(self, messages: Sequence[Message], metadata: ConversationMetadata
+                 ) -> _Record:
+        segment, replaces = extend(self.last, messages)
+        sealed = (self.sealed if replaces or self.last is None
+                  else (*self.sealed, self.last))
+        return _Record(sealed, segment, self.count + len(messages), self.version + 1,
+                       metadata=metadata, incarnation=self.incarnation)
 
 
 class MemoryStore:
@@ -69,6 +89,8 @@ class MemoryStore:
         1
     """
 
+    __slots__ = ("_data", "_expiry", "_lock", "_max", "_ttl")
+
     def __init__(self, *, max_conversations: int | None = None,
                  ttl: float | None = None) -> None:
         if max_conversations is not None and max_conversations < 1:
@@ -77,8 +99,9 @@ class MemoryStore:
             raise ValueError("ttl must be a positive number of seconds")
         self._max = max_conversations
         self._ttl = ttl
-        self._lock = threading.Lock()
-        self._data: OrderedDict[str, _Record] = OrderedDict()
+        self._lock = _LOCKS[next(_next_lock) % len(_LOCKS)]
+        # in least-recently-used order when there is a maximum; otherwise order is not needed
+        self._data: dict[str, _Record] = OrderedDict() if max_conversations is not None else {}
         # With a TTL: when each conversation expires, in write order (= expiry order).
         # Without a TTL nothing is ever written to it: all such stores share one empty dict.
         self._expiry: OrderedDict[str, float] = OrderedDict() if ttl is not None else _NEVER
@@ -93,7 +116,7 @@ class MemoryStore:
             found = self._data.get(conversation_id)
             if found is None:
                 return None
-            self._data.move_to_end(conversation_id)
+            self._touch(conversation_id)
         return found.stored(conversation_id)  # records are never changed in place
 
     def append(self, conversation_id: str, messages: Sequence[Message],
@@ -107,22 +130,19 @@ class MemoryStore:
                 raise ConflictError(
                     f"conversation {conversation_id!r} is at version {version}, "
                     f"expected {expected_version}")
-            now = time.time()
-            old = None if current is None else current.metadata
-            appends = () if current is None else current.appends
-            count = 0 if current is None else current.count
-            incarnation = (str(next(_incarnations)) if current is None
-                           else current.incarnation)
-            self._data[conversation_id] = _Record(
-                (*appends, pack(messages)), count + len(messages), version + 1,
-                _merge(old, metadata, now), incarnation)
-            self._data.move_to_end(conversation_id)
+            if current is None:
+                current = _Record((), None, 0, 0, metadata=_CREATED,
+                                  incarnation=next(_incarnations))
+            self._data[conversation_id] = current.appended(
+                messages, _merge(current.metadata, metadata, time.time()))
+            self._touch(conversation_id)
             if self._ttl is not None:
                 self._expiry[conversation_id] = time.monotonic() + self._ttl
                 self._expiry.move_to_end(conversation_id)
-            if self._max is not None:
-                while len(self._data) > self._max:
-                    evicted, _ = self._data.popitem(last=False)
+            data = self._data
+            if self._max is not None and isinstance(data, OrderedDict):
+                while len(data) > self._max:
+                    evicted, _ = data.popitem(last=False)
                     self._expiry.pop(evicted, None)
             return version + 1
 
@@ -131,7 +151,7 @@ class MemoryStore:
         with self._lock:
             self._expire()
             found = self._data.get(conversation_id)
-        return (0, "") if found is None else (found.version, found.incarnation)
+        return (0, "") if found is None else (found.version, str(found.incarnation))
 
     def check_writable(self, conversation_id: str) -> None:
         """Memory can always take a turn (the protocol's optional preflight)."""
@@ -150,11 +170,12 @@ class MemoryStore:
             now = time.time()
             meta = source.metadata
             self._data[target_id] = _Record(
-                source.appends, source.count, source.version, ConversationMetadata(
+                source.sealed, source.last, source.count, source.version,
+                metadata=ConversationMetadata(
                     pack_id=meta.pack_id, prompt=meta.prompt, pack_version=meta.pack_version,
                     variables=meta.variables, created_at=now, updated_at=now,
                     summary=meta.summary),
-                str(next(_incarnations)))
+                incarnation=next(_incarnations))
             if self._ttl is not None:
                 self._expiry[target_id] = time.monotonic() + self._ttl
 
@@ -175,6 +196,12 @@ class MemoryStore:
         return [ConversationInfo(id=i, version=c.version, message_count=c.count,
                                  metadata=_listed(c.metadata)) for i, c in found]
 
+    def _touch(self, conversation_id: str) -> None:
+        """Mark a conversation most recently used (caller holds the lock)."""
+        data = self._data
+        if isinstance(data, OrderedDict):
+            data.move_to_end(conversation_id)
+
     def _expire(self) -> None:
         """Drop conversations whose TTL passed (caller holds the lock)."""
         if not self._expiry:
@@ -189,6 +216,7 @@ class MemoryStore:
 
 
 _NO_VARIABLES: MappingProxyType[str, str] = MappingProxyType({})
+_CREATED = ConversationMetadata()  # a new record's metadata before its first append
 
 
 def _merge(old: ConversationMetadata | None, new: ConversationMetadata | None,

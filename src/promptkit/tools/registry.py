@@ -68,12 +68,23 @@ def _template_of(fn: ToolHandler) -> RegisteredTool:
 
 
 
+# Registering is rare and quick: all registries take turns on one lock.
+_WRITING = threading.Lock()
+_NONE: dict[str, RegisteredTool] = {}  # never changed: registries without tools share it
+
+
 class ToolRegistry:
-    """Tool name → handler, shared safely between threads."""
+    """Tool name → handler, shared safely between threads.
+
+    Copy on write: a registration replaces the mapping (under one process-wide lock), so
+    readers take the current one without locking, and a conversation without tools holds
+    only this object.
+    """
+
+    __slots__ = ("_handlers",)
 
     def __init__(self, handlers: Mapping[str, RegisteredTool] | None = None) -> None:
-        self._lock = threading.Lock()
-        self._handlers: dict[str, RegisteredTool] = dict(handlers or {})
+        self._handlers: dict[str, RegisteredTool] = dict(handlers) if handlers else _NONE
 
     def register(self, name: str, fn: ToolHandler, *,
                  timeout: float | None = DEFAULT_TOOL_TIMEOUT,
@@ -83,12 +94,11 @@ class ToolRegistry:
     def add(self, name: str, entry: RegisteredTool) -> None:
         if not name or not isinstance(name, str):
             raise ValueError("tool name must be a non-empty string")
-        with self._lock:
-            self._handlers[name] = entry
+        with _WRITING:
+            self._handlers = {**self._handlers, name: entry}
 
     def snapshot(self) -> dict[str, RegisteredTool]:
-        with self._lock:
-            return dict(self._handlers)
+        return dict(self._handlers)  # published mappings are never changed
 
     def copy(self) -> ToolRegistry:
         return ToolRegistry(self.snapshot())
