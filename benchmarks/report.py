@@ -140,6 +140,15 @@ def targets(summary: dict[str, Any], results: dict[str, Any]) -> list[dict[str, 
     for chunks, data in sorted(memory.items(), key=lambda kv: int(kv[0])):
         add(f"idle conversation ({data['turns']} turns, {chunks}-chunk replies) / text bytes",
             data["async"]["ratio"], 2.0)
+    replies_30 = memory.get("30", {})
+    for driver in (PK_SYNC, PK_ASYNC):  # issue 16: ≤ 2 KB beyond the text, at 10,000
+        data = replies_30.get(driver.removeprefix("promptkit-"), {})
+        scale = data.get("at_scale") or {}
+        count = scale.get("conversations") or replies_30.get("sample")
+        add(f"idle {replies_30.get('turns', 20)}-turn conversation, bytes beyond its text: "
+            f"{driver}"
+            + (f" ({count:,} conversations)" if count else ""),
+            scale.get("allocator_beyond_text", data.get("beyond_text")), 2048, fmt="{:,.0f} B")
     return out
 
 
@@ -214,9 +223,12 @@ READING = [
     "500 and 1,000 streams the GIL hand-offs between threads cost more than the streams "
     "themselves (client CPU above 100 %, long TTFT tails). The async driver is the one to use "
     "for high concurrency.",
-    "- The memory ratio depends on message length: each message costs about 300 bytes beyond "
-    "its text (a Message object, its `extra` dict, the str header, usage and finish reason), "
-    "so short turns (about 115 bytes of text each) come out near 4×, long ones under 2×.",
+    "- Memory: beyond its text a stored message costs only its MessagePack framing (a few "
+    "bytes; the memory store keeps a history as one `bytes` segment up to 32 KiB), so what an "
+    "idle conversation holds beyond its text is mostly fixed: the conversation and its own "
+    "store (*empty conversation*) and the store's record. *At scale* counts what the "
+    "allocators hand out (16-byte rounding included), so it reads a little above the traced "
+    "figures.",
     "",
 ]
 
@@ -315,16 +327,24 @@ def _memory_section(results: dict[str, Any]) -> list[str]:
     if not memory:
         return []
     lines = ["## (d) Memory per idle conversation", "",
-             "`tracemalloc`: what stays allocated per conversation after its turns "
-             "(one shared pack and transport, already warm), against the UTF-8 bytes of its "
-             "messages' text (ASCII replies).", "",
-             "| driver | turns | reply chunks | bytes held | text bytes | ratio | empty "
-             "conversation | per message beyond its text |", "|---|---|---|---|---|---|---|---|"]
+             "What stays allocated per conversation after its turns (one shared pack and "
+             "transport, already warm), against the UTF-8 bytes of its messages' text (ASCII "
+             "replies). *At scale*: that many conversations, untraced, counted by the "
+             "allocators (pymalloc's blocks, rounded up to 16 bytes, plus malloc's); the other "
+             "columns: `tracemalloc` over a sample of conversations opened while those are "
+             "alive (bytes as requested).", "",
+             "| driver | turns | reply chunks | at scale: conversations | at scale: beyond "
+             "text | traced: bytes held | text bytes | traced: beyond text | ratio | empty "
+             "conversation | per message beyond its text |", "|" + "---|" * 11]
     for chunks, data in sorted(memory.items(), key=lambda kv: int(kv[0])):
         for driver in ("async", "sync"):
             d = data[driver]
+            scale = d.get("at_scale") or {}
             lines.append(f"| {driver} | {data['turns']} | {chunks} | "
+                         f"{_f(scale.get('conversations'), '{:,}')} | "
+                         f"{_f(scale.get('allocator_beyond_text'), '{:,}')} | "
                          f"{d['bytes_per_conversation']:,} | {d['text_bytes']:,} | "
+                         f"{_f(d.get('beyond_text'), '{:,}')} | "
                          f"{d['ratio']:.2f} | {d['empty_conversation_bytes']:,} | "
                          f"{d['bytes_per_message_beyond_text']} |")
     return [*lines, ""]
@@ -361,8 +381,12 @@ def console(summary: dict[str, Any], results: dict[str, Any]) -> str:
     for chunks, data in results.get("memory", {}).items():
         for driver in ("async", "sync"):
             d = data[driver]
+            scale = d.get("at_scale") or {}
             lines.append(f"{'memory':14} {'promptkit-' + driver + ' ' + chunks + '-chunk':28} "
-                         f"{d['bytes_per_conversation']} B held / {d['text_bytes']} B text")
+                         f"{d['bytes_per_conversation']} B held / {d['text_bytes']} B text"
+                         + (f"; {scale['allocator_beyond_text']} B beyond text at "
+                            f"{scale['conversations']:,}"
+                            if "allocator_beyond_text" in scale else ""))
     for t in summary["targets"]:
         lines.append(f"{'target':14} {t['what']}: {_f(t['value'], t['fmt'])} ({t['verdict']})")
     for key, note in results.get("notes", {}).items():

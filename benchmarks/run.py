@@ -12,7 +12,8 @@ a fresh client process (``clients.py``), alternating the clients, repeating each
     30 ms apart), and the tool-calling variant at 500;
 (c) ``import promptkit`` vs ``import openai`` (wall, interpreter start included), and the
     first-use costs;
-(d) memory per idle conversation with a 20-turn history (``memory.py``).
+(d) memory per idle conversation with a 20-turn history (``memory.py``): 10,000 conversations
+    with 30-chunk replies (the long-conversation issue's measure), 1,000 with 200-chunk ones.
 
 Clients whose packages are not installed are skipped with a note. The full run writes
 ``docs/benchmarks.md``, ``docs/benchmarks.png`` (if matplotlib is installed) and
@@ -57,7 +58,7 @@ FULL = {
     "tools_level": 500,
     "rounds": 1,
     "import_reps": 10,
-    "memory": ["--conversations", "20"],
+    "memory": {"30": ["--conversations", "10000"], "200": ["--conversations", "1000"]},
     "profile": {"chunks": 30, "first": 0.2, "gap": 0.03},  # PromptKit's "realistic" profile
 }
 QUICK = {
@@ -67,7 +68,8 @@ QUICK = {
     "tools_level": 10,
     "rounds": 1,
     "import_reps": 1,
-    "memory": ["--conversations", "2", "--turns", "3"],
+    "memory": {chunks: ["--conversations", "2", "--sample", "2", "--turns", "3"]
+               for chunks in ("30", "200")},
     "imports": ["python -c pass", "import promptkit", "import promptkit; promptkit.open(...)",
                 "import promptkit; open_async(...) + first streamed reply"],
     "profile": {"chunks": 10, "first": 0.02, "gap": 0.005},
@@ -349,10 +351,10 @@ def workload_imports(cfg: dict[str, Any], upstream: Upstream, notes: dict[str, s
 def workload_memory(cfg: dict[str, Any], upstream: Upstream, notes: dict[str, str]
                     ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for chunks in ("30", "200"):
+    for chunks, args in cfg["memory"].items():
         done = subprocess.run(
-            [sys.executable, str(HERE / "memory.py"), upstream.base, "--chunks", chunks,
-             *cfg["memory"]], capture_output=True, text=True, check=False, timeout=300)
+            [sys.executable, str(HERE / "memory.py"), upstream.base, "--chunks", chunks, *args],
+            capture_output=True, text=True, check=False, timeout=1800)
         try:
             out[chunks] = json.loads(done.stdout.strip().splitlines()[-1])
         except (IndexError, ValueError):

@@ -23,7 +23,7 @@ from promptkit import Message, ToolCall, ToolResult, Usage
 from promptkit._json import encode, loads
 from promptkit.providers._select import resolve_provider
 from promptkit.stores import MemoryStore
-from promptkit.stores._packed import pack, unpack
+from promptkit.stores._packed import SEGMENT_BYTES, pack, unpack
 from test_tools import call_turns, open_mock
 
 from support import PACKS, Driver
@@ -153,6 +153,82 @@ def test_memory_store_keeps_histories_packed_and_returns_them_equal() -> None:
     store.append("d", [Message(role="user", text="more")], 2)
     assert store.load("c").messages == tuple(_MESSAGES)  # type: ignore[union-attr]
     assert [i.message_count for i in store.list()] == [len(_MESSAGES), len(_MESSAGES) + 1]
+
+
+def test_appends_fill_one_segment_before_starting_the_next() -> None:
+    store = MemoryStore()
+    sent: list[Message] = []
+    big = "x" * 1000
+    for turn in range(100):  # about 100 KB: a few segments
+        messages = [Message(role="user", text=f"{turn} {big}"),
+                    Message(role="assistant", text=f"{turn}", finish_reason="length",
+                            usage=Usage(input_tokens=turn, output_tokens=2**40))]
+        store.append("c", messages, turn)
+        sent += messages
+    assert store.load("c").messages == tuple(sent)  # type: ignore[union-attr]
+    record = store._data["c"]
+    segments = [*record.sealed, record.last]
+    assert len(segments) == 4
+    assert all(isinstance(s, bytes) and len(s) <= SEGMENT_BYTES for s in segments)
+    assert all(len(s) > SEGMENT_BYTES - 1100 for s in segments[:-1])  # full before the next
+    small = MemoryStore()
+    for turn in range(20):
+        small.append("c", _MESSAGES[3:5], turn)
+    assert small._data["c"].sealed == () and isinstance(small._data["c"].last, bytes)
+
+
+def test_an_append_larger_than_a_segment_is_a_segment_of_its_own() -> None:
+    store = MemoryStore()
+    huge = Message(role="user", text="y" * (SEGMENT_BYTES + 10))
+    store.append("c", [Message(role="user", text="a")], 0)
+    store.append("c", [huge], 1)
+    store.append("c", [Message(role="user", text="b")], 2)
+    texts = [m.text for m in store.load("c").messages]  # type: ignore[union-attr]
+    assert texts == ["a", huge.text, "b"]
+
+
+def test_unpackable_appends_sit_between_packed_segments() -> None:
+    odd = Message(role="user", text="lone \ud800 surrogate")
+    store = MemoryStore()
+    store.append("c", _MESSAGES[:2], 0)
+    store.append("c", [odd], 1)
+    store.append("c", _MESSAGES[2:], 2)
+    store.append("c", [], 3)
+    loaded = store.load("c")
+    assert loaded is not None and loaded.messages == (*_MESSAGES[:2], odd, *_MESSAGES[2:])
+    assert loaded.messages[2] is odd
+    assert [i.message_count for i in store.list()] == [len(_MESSAGES) + 1]
+
+
+def test_a_fork_and_its_source_grow_apart() -> None:
+    store = MemoryStore()
+    store.append("c", _MESSAGES[:3], 0)
+    store.fork("c", "d")
+    store.append("c", [Message(role="user", text="only c")], 1)
+    store.append("d", [Message(role="user", text="only d")], 1)
+    c, d = store.load("c"), store.load("d")
+    assert c is not None and d is not None
+    assert [m.text for m in c.messages[3:]] == ["only c"]
+    assert [m.text for m in d.messages[3:]] == ["only d"]
+    assert c.messages[:3] == d.messages[:3] == tuple(_MESSAGES[:3])
+
+
+def test_assistant_messages_keep_finish_reason_and_usage_exactly() -> None:
+    variants = [Message(role="assistant", text="t", finish_reason=reason, usage=usage)
+                for reason in (None, "stop", "length", "0")
+                for usage in (None, Usage(), Usage(input_tokens=3, output_tokens=4),
+                              Usage(input_tokens=3, output_tokens=4, cached_tokens=1),
+                              Usage(reasoning_tokens=2))]
+    assert unpack(pack(variants)) == variants
+
+
+def test_the_lru_order_follows_loads_too() -> None:
+    store = MemoryStore(max_conversations=2)
+    store.append("a", _MESSAGES[:1], 0)
+    store.append("b", _MESSAGES[:1], 0)
+    assert store.load("a") is not None  # a is now the most recently used
+    store.append("c", _MESSAGES[:1], 0)
+    assert [i.id for i in store.list()] == ["a", "c"]
 
 
 def test_an_idle_history_costs_less_than_twice_its_text() -> None:

@@ -276,3 +276,29 @@ def test_http_tools_register_through_on_tool_http(driver: Driver) -> None:
     conv.on_tool_http("get_weather", promptkit.HTTPTool("http://localhost:9/weather"))
     result = driver.send(conv, "weather?").tool_results[0]
     assert result.is_error and "loopback" in result.content  # refused before connecting
+
+
+def test_registering_from_many_threads_loses_nothing() -> None:
+    from promptkit.tools.registry import ToolRegistry
+
+    registry = ToolRegistry()
+    start = threading.Barrier(8)
+
+    def handler(args: dict[str, Any]) -> str:
+        return "ok"
+
+    def register(index: int) -> None:
+        start.wait()
+        for n in range(50):
+            registry.register(f"t{index}_{n}", handler)
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    before = registry.copy()
+    for thread in threads:
+        thread.join()
+    assert len(registry.snapshot()) == 400
+    registry.register("late", handler)
+    assert "late" not in before.snapshot() and len(before.snapshot()) <= 400
+    assert ToolRegistry().snapshot() == {}  # registries without tools stay empty
