@@ -89,7 +89,7 @@ class MemoryStore:
         1
     """
 
-    __slots__ = ("_data", "_expiry", "_lock", "_max", "_ttl")
+    __slots__ = ("__weakref__", "_data", "_expiry", "_lock", "_max", "_ttl")
 
     def __init__(self, *, max_conversations: int | None = None,
                  ttl: float | None = None) -> None:
