@@ -14,7 +14,11 @@ For each driver, from one loaded pack against the mock upstream (``upstream.py``
 2. *Traced*, with those conversations still alive: ``tracemalloc`` over ``--sample`` more
    conversations, empty and then after their turns: the bytes they hold (as Python asked for
    them) and the source lines that allocated them, grouped by the innermost promptkit frame
-   (``held_by``; ``--top N`` prints the largest N with their source line to stderr).
+   (``held_by``; ``--top N`` prints the largest N with their source line to stderr). Blocks
+   that CPython's free lists hand on keep their first traceback (a store's dict-keys table
+   shows up at the ``open`` line), and the async figures include the cancelled watchdog
+   timers asyncio keeps in a loop's heap until it purges them (at most about 100 a loop, so
+   they vanish at scale).
 
 Both are per conversation, after ``gc.collect()``, against the UTF-8 bytes of its messages'
 text (ASCII replies). Imports, the pack, the shared transport and its pooled connection are
@@ -126,7 +130,8 @@ class Driver:
         return convs
 
     def close(self) -> None:
-        if self.loop is not None:
+        if self.loop is not None:  # shutting the generators down closes the HTTP session
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.close()
 
 
