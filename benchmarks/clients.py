@@ -174,6 +174,10 @@ class PromptkitAsyncGuarded(PromptkitAsync):
     options = {"guardrails": GUARDRAILS}  # noqa: RUF012
 
 
+class PromptkitAsyncGuardedTracing(_TracingOn, PromptkitAsyncGuarded):
+    """Issue 16's combined case: two streaming guardrails and OpenTelemetry on together."""
+
+
 class PromptkitSync:
     """A fresh ``pack.open(...)`` conversation per stream; threads for concurrency."""
 
@@ -263,6 +267,8 @@ CLIENTS: dict[str, Spec] = {s.name: s for s in (
     Spec("promptkit-sync+tracing", PromptkitSyncTracing, "openai", ("opentelemetry.sdk",)),
     Spec("promptkit-async+guardrails", PromptkitAsyncGuarded, "openai", ("aiohttp",)),
     Spec("promptkit-sync+guardrails", PromptkitSyncGuarded, "openai"),
+    Spec("promptkit-async+guardrails+tracing", PromptkitAsyncGuardedTracing, "openai",
+         ("aiohttp", "opentelemetry.sdk")),
     Spec("openai", OpenAISDK, "openai", ("openai",)),
     Spec("raw-aiohttp/anthropic", RawAiohttpAnthropic, "anthropic", ("aiohttp",)),
     Spec("promptkit-async/anthropic", PromptkitAsyncAnthropic, "anthropic", ("aiohttp",)),

@@ -1,0 +1,74 @@
+"""Issue 16's combined case: two streaming output guardrails and OpenTelemetry tracing on.
+
+    python benchmarks/combined.py [--reps 5] [--concurrency 1000]
+
+CPU per chunk (200 streams × 200 chunks, no pacing; the loop's CPU) of ``promptkit-async``
+plain, with the guardrails, with tracing + metrics, and with both, against the plain path; and
+streams/s at ``--concurrency`` concurrent streams (the realistic profile) of the combined
+client against raw aiohttp. Clients alternate, one fresh process per measurement, medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from run import Upstream  # noqa: E402
+
+CPU_CLIENTS = ("promptkit-async", "promptkit-async+guardrails", "promptkit-async+tracing",
+               "promptkit-async+guardrails+tracing")
+CONC_CLIENTS = ("raw-aiohttp", "promptkit-async", "promptkit-async+guardrails+tracing")
+
+
+def _job(client: str, base: str, **job: object) -> dict[str, object]:
+    out = subprocess.run([sys.executable, str(HERE / "clients.py"),
+                          json.dumps({"client": client, "base": base, **job})],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=1000)
+    args = parser.parse_args(argv)
+    upstream = Upstream()
+    cpu: dict[str, list[float]] = {c: [] for c in CPU_CLIENTS}
+    conc: dict[str, list[float]] = {c: [] for c in CONC_CLIENTS}
+    errors = 0
+    try:
+        for _ in range(args.reps):
+            for client in CPU_CLIENTS:
+                result = _job(client, upstream.base, mode="cpu", streams=200, chunks=200,
+                              first=0.0, gap=0.0)
+                cpu[client].append(float(result["loop_cpu"]) / 40_000 * 1e6)  # type: ignore[arg-type]
+            for client in CONC_CLIENTS:
+                result = _job(client, upstream.base, mode="conc",
+                              concurrency=args.concurrency, rounds=1, chunks=30, first=0.2,
+                              gap=0.03)
+                conc[client].append(args.concurrency / float(result["wall"]))  # type: ignore[arg-type]
+                errors += int(result["errors"])  # type: ignore[call-overload]
+    finally:
+        upstream.stop()
+    plain = statistics.median(cpu["promptkit-async"])
+    print("CPU per chunk, 200 x 200 (loop, median µs):")
+    for client, values in cpu.items():
+        print(f"  {client:36s} {statistics.median(values):6.2f}  "
+              f"x plain {statistics.median(values) / plain:.3f}")
+    floor = statistics.median(conc["raw-aiohttp"])
+    print(f"{args.concurrency} concurrent streams (median streams/s):")
+    for client, values in conc.items():
+        print(f"  {client:36s} {statistics.median(values):6.0f}  "
+              f"x raw aiohttp {statistics.median(values) / floor:.3f}")
+    print(f"errors: {errors}")
+
+
+if __name__ == "__main__":
+    main()
