@@ -11,27 +11,25 @@ client against raw aiohttp. Clients alternate, one fresh process per measurement
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import Upstream  # noqa: E402
+from run import Upstream, run_client  # noqa: E402
 
 CPU_CLIENTS = ("promptkit-async", "promptkit-async+guardrails", "promptkit-async+tracing",
                "promptkit-async+guardrails+tracing")
 CONC_CLIENTS = ("raw-aiohttp", "promptkit-async", "promptkit-async+guardrails+tracing")
 
 
-def _job(client: str, base: str, **job: object) -> dict[str, object]:
-    out = subprocess.run([sys.executable, str(HERE / "clients.py"),
-                          json.dumps({"client": client, "base": base, **job})],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+def _job(upstream: Upstream, client: str, **job: object) -> dict[str, object]:
+    result = run_client(upstream, {"client": client, **job})
+    if "failed" in result:
+        raise RuntimeError(f"{client}: {result['failed']}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,11 +44,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for _ in range(args.reps):
             for client in CPU_CLIENTS:
-                result = _job(client, upstream.base, mode="cpu", streams=200, chunks=200,
+                result = _job(upstream, client, mode="cpu", streams=200, chunks=200,
                               first=0.0, gap=0.0)
                 cpu[client].append(float(result["loop_cpu"]) / 40_000 * 1e6)  # type: ignore[arg-type]
             for client in CONC_CLIENTS:
-                result = _job(client, upstream.base, mode="conc",
+                result = _job(upstream, client, mode="conc",
                               concurrency=args.concurrency, rounds=1, chunks=30, first=0.2,
                               gap=0.03)
                 conc[client].append(args.concurrency / float(result["wall"]))  # type: ignore[arg-type]

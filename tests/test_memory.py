@@ -11,8 +11,8 @@ not to the conversations.
 
 from __future__ import annotations
 
-import asyncio
 import gc
+import importlib.util
 import subprocess
 import sys
 import tracemalloc
@@ -48,46 +48,26 @@ def upstream() -> Iterator[str]:
         proc.stdout.close()
 
 
-def _user(i: int) -> str:
-    return f"Question {i}: what do you think about the weather in London today, and should I?"
+def _bench_memory() -> Any:
+    """benchmarks/memory.py as a module: its Driver opens and drives the conversations."""
+    spec = importlib.util.spec_from_file_location("bench_memory",
+                                                  REPO / "benchmarks" / "memory.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class _Run:
-    """Conversations opened and driven by one driver; the async ones on a loop of their own."""
-
-    def __init__(self, driver: Driver, base: str) -> None:
-        self.pack = promptkit.load_pack(REPO / "benchmarks" / "bench.pack.json")
-        self.options = {"provider": "openai", "model": "gpt-4o-mini", "base_url": base,
-                        "api_key": "x"}
-        self.loop = asyncio.new_event_loop() if driver.is_async else None
-
-    def fill(self, count: int, turns: int) -> list[Any]:
-        if self.loop is not None:
-            return self.loop.run_until_complete(self._fill(count, turns))
-        convs = []
-        for _ in range(count):
-            conv = self.pack.open("chat", **self.options)
-            for i in range(turns):
-                conv.send(_user(i))
-            convs.append(conv)
-        return convs
-
-    async def _fill(self, count: int, turns: int) -> list[Any]:
-        convs = []
-        for _ in range(count):
-            conv = self.pack.open_async("chat", **self.options)
-            for i in range(turns):
-                await conv.send(_user(i))
-            convs.append(conv)
-        return convs
-
-    def close(self) -> None:
-        if self.loop is not None:
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
+_BENCH = _bench_memory()
+_PACK = promptkit.load_pack(REPO / "benchmarks" / "bench.pack.json")
 
 
-def _held(run: _Run, turns: int) -> tuple[float, list[Any]]:
+def _run(driver: Driver, base: str) -> Any:
+    """Conversations opened and driven by one driver (the async ones on a loop of their own)."""
+    return _BENCH.Driver(_PACK, base, "async" if driver.is_async else "sync")
+
+
+def _held(run: Any, turns: int) -> tuple[float, list[Any]]:
     """Bytes held per conversation after ``turns`` turns each (tracemalloc), and them."""
     gc.collect()
     tracemalloc.start()
@@ -104,7 +84,7 @@ def _held(run: _Run, turns: int) -> tuple[float, list[Any]]:
 
 def test_an_idle_20_turn_conversation_costs_under_2_kb_beyond_its_text(
         driver: Driver, upstream: str) -> None:
-    run = _Run(driver, upstream)
+    run = _run(driver, upstream)
     run.fill(1, 1)  # warm: imports, the transport and its pooled connection
     held, convs = _held(run, TURNS)
     text = sum(len(m.text.encode()) for c in convs for m in c.messages) / CONVERSATIONS
@@ -113,7 +93,7 @@ def test_an_idle_20_turn_conversation_costs_under_2_kb_beyond_its_text(
 
 
 def test_an_empty_conversation_costs_under_1_kb(driver: Driver, upstream: str) -> None:
-    run = _Run(driver, upstream)
+    run = _run(driver, upstream)
     run.fill(1, 1)
     held, convs = _held(run, 0)
     assert held <= EMPTY, f"{held:.0f} bytes"
