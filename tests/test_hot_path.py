@@ -329,7 +329,8 @@ def test_an_async_conversation_loads_its_http_client_when_opened() -> None:
             f"promptkit.open_async({str(PACKS / 'assistant.pack.json')!r}, 'assistant', "
             "provider='openai', base_url='http://127.0.0.1:9/v1', api_key='x', "
             "variables={'user_name': 'Ada'})\n"
-            "print('aiohttp' in sys.modules, 'msgspec' in sys.modules)")
+            "print('promptkit.transport.async_http' in sys.modules, 'msgspec' in sys.modules,"
+            " 'aiohttp' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
-    assert done.stdout.split() == ["True", "True"]
+    assert done.stdout.split() == ["True", "True", "False"]  # no HTTP client library at all

@@ -1,23 +1,34 @@
-"""The asyncio transport, on aiohttp: the only module that imports it (others import this lazily).
+"""The asyncio transport: HTTP/1.1 on the event loop's own sockets, with a keep-alive pool.
 
-One ``aiohttp.ClientSession`` per event loop, created on first use, so a transport keeps working
-across several ``asyncio.run`` calls; each session is closed when its loop shuts down (through an
-async generator the loop finalizes) or by :meth:`AsyncHTTPTransport.aclose`. Request headers
-carry API keys: they never appear in a message or a log.
+No HTTP client library: each connection is an ``asyncio.Protocol``
+(:mod:`promptkit.transport.async_conn`) parsing with the sans-I/O framing of
+:mod:`promptkit.transport.http11`, which leaves a streamed chunk one wake-up and a few slices
+between the socket and the SSE decoder. One pool per event loop, created on first use, so a
+transport keeps working across several ``asyncio.run`` calls; each pool is closed when its loop
+shuts down (through an async generator the loop finalizes) or by
+:meth:`AsyncHTTPTransport.aclose`. TLS through :mod:`ssl` (the default context verifies
+certificates), ``http://`` proxies from the environment as the sync transport reads them (a
+``CONNECT`` tunnel for https), host names resolved once per 10 s. Request headers carry API keys:
+they never appear in a message or a log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Mapping
+import functools
+import ipaddress
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from promptkit._errors import APIConnectionError, ConnectTimeout
-from promptkit.transport.sync_http import ProxyInfo, _finite, env_proxy
+from promptkit.transport.async_conn import AsyncBody, Connection, StaleConnection
+from promptkit.transport.http11 import UnsendableRequest, encode_request
+from promptkit.transport.sync_http import _finite, _hostport, _Route, _unsendable, env_proxy
 
 if TYPE_CHECKING:
     import ssl
@@ -26,52 +37,38 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncHTTPTransport"]
 
-# what a pooled connection the server already closed raises before any response byte
-# What a pooled connection the server had already closed looks like: a disconnect, a reset, or
-# a failed write of the request ("Can not write request body", a ClientOSError). Nothing of the
-# request was processed, so one retry on a fresh connection is safe.
-_STALE_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError,
-                 aiohttp.ClientOSError)
-_MID_STREAM_ERRORS = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError)
+_MAX_IDLE = 60.0  # seconds an idle pooled connection may wait before it is discarded
+_DNS_TTL = 10.0  # seconds a host name's addresses are reused
+_Key = tuple[str, str, int]
+_Address = tuple[int, tuple[str, int]]  # (family, (host, port))
 
 
-async def _close_at_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
-    """Parked at its ``yield`` while the session lives; the loop's shutdown finalizes it."""
+async def _close_at_shutdown(pool: _Pool) -> AsyncGenerator[None, None]:
+    """Parked at its ``yield`` while the pool lives; the loop's shutdown finalizes it."""
     try:
         yield
     finally:
-        await session.close()
+        pool.close()
 
 
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or (443 if scheme == "https" else 80)
-    except ValueError:
-        port = 0
-    return scheme, parts.hostname or "", port
+class _Target:
+    """What a request URL resolves to: its route, the request target and the Host header."""
 
+    __slots__ = ("host", "route", "target")
 
-def _label(url: str) -> str:
-    _, host, port = _origin(url)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
+    def __init__(self, route: _Route, target: str, host: str) -> None:
+        self.route = route
+        self.target = target
+        self.host = host
 
 
 class AsyncHTTPTransport:
-    """An :class:`~promptkit.transport._base.AsyncTransport` over aiohttp.
+    """An :class:`~promptkit.transport._base.AsyncTransport` on asyncio's own sockets.
 
     ``limit`` caps the open connections per event loop (0: no cap), ``limit_per_host`` per
-    origin (0: no cap). With ``trust_env`` the HTTP(S)_PROXY/NO_PROXY variables are honoured
-    exactly as by the sync transport (loopback is never proxied).
+    origin (0: no cap); a request beyond them waits for a free connection. With ``trust_env``
+    the HTTP(S)_PROXY/NO_PROXY variables are honoured exactly as by the sync transport
+    (loopback is never proxied).
     """
 
     def __init__(
@@ -81,88 +78,38 @@ class AsyncHTTPTransport:
         trust_env: bool = True,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._limit = limit
-        self._limit_per_host = limit_per_host
+        self._limit = max(0, limit)
+        self._limit_per_host = max(0, limit_per_host)
         self._trust_env = trust_env
         self._ssl_context = ssl_context
-        self._sessions: dict[
-            asyncio.AbstractEventLoop,
-            tuple[aiohttp.ClientSession, AsyncGenerator[None, None]],
-        ] = {}
-        self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
-        self._proxies: dict[str, ProxyInfo | None] = {}  # by request URL
+        self._sessions: dict[asyncio.AbstractEventLoop, tuple[_Pool, AsyncGenerator[None, None]]]
+        self._sessions = {}
+        self._targets: dict[str, _Target] = {}  # by request URL
 
     def __repr__(self) -> str:
         return f"AsyncHTTPTransport(limit={self._limit}, limit_per_host={self._limit_per_host})"
 
-    async def open(self, request: HTTPRequest, *, connect_timeout: float | None) -> _AsyncBody:
+    async def open(self, request: HTTPRequest, *, connect_timeout: float | None) -> AsyncBody:
         """Send ``request``; return once the status line and headers arrived."""
-        session = await self._session()
-        timeout = self._timeouts.get(connect_timeout)
-        if timeout is None:
-            limit = _finite(connect_timeout)  # math.inf from a driver: no limit
-            # Only establishing a new connection (TCP, and TLS) is timed here: aiohttp's
-            # `connect` would also arm a timer for taking a pooled connection, on every
-            # request. Waits for a free slot or for DNS are bounded by the driver's
-            # first-token limit, which runs from the moment the request starts.
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=limit)
-            self._timeouts[connect_timeout] = timeout
-        proxy = self._proxy(request.url) if self._trust_env else None  # cached per URL
+        loop = asyncio.get_running_loop()
+        entry = self._sessions.get(loop)
+        pool = entry[0] if entry is not None and not entry[0].closed else await self._pool(loop)
+        target = self._targets.get(request.url) or self._target(request.url)
+        route = target.route
         headers = request.headers
-        proxy_headers = None  # for the CONNECT of an https tunnel
-        proxy_auth = proxy.auth_header() if proxy is not None else None
-        if proxy_auth is not None:
-            if request.url[:6].lower() == "https:":
-                proxy_headers = {"Proxy-Authorization": proxy_auth}
-            else:  # a plain http request goes to the proxy itself
-                headers = {**headers, "Proxy-Authorization": proxy_auth}
-        retried = False
-        while True:
-            try:
-                response = await session.request(
-                    request.method,
-                    request.url,
-                    data=request.body or None,
-                    headers=headers,
-                    timeout=timeout,
-                    proxy=proxy.url if proxy is not None else None,
-                    proxy_headers=proxy_headers,
-                )
-            except TimeoutError:
-                raise ConnectTimeout(
-                    f"connecting to {_label(request.url)} timed out after {connect_timeout} s"
-                ) from None
-            except _STALE_ERRORS as exc:
-                if not retried:
-                    retried = True  # most likely a pooled connection the server had closed
-                    continue
-                raise APIConnectionError(
-                    f"connection to {_label(request.url)} failed: {_reason(exc)}"
-                ) from exc
-            except aiohttp.InvalidURL:
-                invalid = "invalid request URL"  # it may hold a key (Gemini's ?key=): not shown
-            except aiohttp.ClientResponseError as exc:  # e.g. the proxy refused; holds headers
-                raise APIConnectionError(
-                    f"cannot connect to {_label(request.url)}: {exc.status} {exc.message}"
-                ) from None
-            except (aiohttp.ClientError, OSError) as exc:
-                raise APIConnectionError(
-                    f"cannot connect to {_label(request.url)}: {_reason(exc)}"
-                ) from exc
-            except (ValueError, UnicodeError):
-                invalid = (
-                    "invalid HTTP header: a name or value holds characters that cannot be sent"
-                    " (line breaks, NUL, non-Latin-1); the value is not shown"
-                )
-            else:
-                return _AsyncBody(response)
-            # raised outside the except blocks: the original error's text may hold a secret
-            error = APIConnectionError(invalid)
-            error.retryable = False
-            raise error
+        if route.forward:  # plain http through a proxy that wants credentials
+            headers = {**headers, **route.forward}
+        try:
+            data = encode_request(request.method, target.target, target.host, headers,
+                                  request.body or None)
+        except UnsendableRequest as exc:
+            bad_url = exc.header is None
+        else:
+            return await self._exchange(pool, route, data, request.method, connect_timeout)
+        raise _unsendable(headers if not bad_url else {}, bad_url)
 
     async def aclose(self) -> None:
-        """Close the session of the running loop (and ask other live loops to close theirs)."""
+        """Close the pool of the running loop (and ask other live loops to close theirs)."""
         loop = asyncio.get_running_loop()
         sessions, self._sessions = self._sessions, {}
         for owner, (_, guard) in sessions.items():
@@ -179,119 +126,277 @@ class AsyncHTTPTransport:
 
     # -- internals -----------------------------------------------------------------------------
 
-    async def _session(self) -> aiohttp.ClientSession:
-        """The running loop's session, created (and the stale ones forgotten) on first use."""
-        loop = asyncio.get_running_loop()
-        entry = self._sessions.get(loop)
-        if entry is not None and not entry[0].closed:
-            return entry[0]
+    async def _exchange(self, pool: _Pool, route: _Route, data: bytes, method: str,
+                        connect_timeout: float | None) -> AsyncBody:
+        retried = False
+        while True:
+            conn, reused = await pool.acquire(route, connect_timeout)
+            try:
+                head = await conn.send(data, method)
+            except StaleConnection as exc:
+                conn.close()
+                if reused and not retried:
+                    retried = True  # most likely a pooled connection the server had closed
+                    continue
+                raise APIConnectionError(f"connection to {route.label} failed: {exc}") from None
+            except BaseException:  # a failed head, a cancellation (the driver's timeouts)
+                conn.close()
+                raise
+            return AsyncBody(conn, head)
+
+    async def _pool(self, loop: asyncio.AbstractEventLoop) -> _Pool:
+        """The running loop's pool, created (and the stale ones forgotten) on first use."""
         for owner in [owner for owner in self._sessions if owner.is_closed()]:
             del self._sessions[owner]
-        connector = aiohttp.TCPConnector(
-            limit=self._limit,
-            limit_per_host=self._limit_per_host,
-            ssl=self._ssl_context if self._ssl_context is not None else True,
-        )
-        session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=True,
-            trust_env=False,  # proxies are resolved by env_proxy(), the same as the sync side
-        )
-        guard = _close_at_shutdown(session)
-        self._sessions[loop] = (session, guard)
-        await guard.__anext__()  # the loop now finalizes it (closing the session) at shutdown
-        return session
+        pool = _Pool(loop, self._limit, self._limit_per_host, self._ssl_context)
+        guard = _close_at_shutdown(pool)
+        self._sessions[loop] = (pool, guard)
+        await guard.__anext__()  # the loop now finalizes it (closing the pool) at shutdown
+        return pool
 
-    def _proxy(self, url: str) -> ProxyInfo | None:
+    def _target(self, url: str) -> _Target:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise APIConnectionError("unsupported request URL: need http(s)://host")
         try:
-            return self._proxies[url]
-        except KeyError:
-            pass
-        proxy = env_proxy(*_origin(url))
-        if len(self._proxies) >= 256:  # e.g. HTTP tools calling many URLs: keep it bounded
-            self._proxies.clear()
-        self._proxies[url] = proxy
-        return proxy
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            raise APIConnectionError("invalid port in the request URL") from None
+        host = parts.hostname
+        proxy = env_proxy(scheme, host, port) if self._trust_env else None
+        label = _hostport(host, port)
+        forward = None
+        path = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
+        default = port == (443 if scheme == "https" else 80)
+        host_header = (f"[{host}]" if ":" in host else host) if default else label
+        if proxy is not None:
+            label += f" (via proxy {proxy.host}:{proxy.port})"
+            if scheme == "http":  # the proxy itself gets the request, with an absolute target
+                auth = proxy.auth_header()
+                forward = {"Proxy-Authorization": auth} if auth else {}
+                path = f"http://{host_header}{path}"
+        target = _Target(_Route((scheme, host, port), label, proxy, forward), path, host_header)
+        if len(self._targets) >= 256:  # e.g. many distinct URLs: keep it bounded
+            self._targets.clear()
+        self._targets[url] = target
+        return target
 
 
 async def _finish(guard: AsyncGenerator[None, None]) -> None:
     await guard.aclose()
 
 
-class _AsyncBody:
-    """An open response (an :class:`~promptkit.transport._base.AsyncBody`) that owns it."""
+class _Pool:
+    """One event loop's connections: idle ones per origin (newest first), the open counts
+    against the limits, and the requests waiting for a free connection."""
 
-    __slots__ = ("_broken", "_closed", "_headers", "_readany", "_response", "status")
+    __slots__ = ("_idle", "_limit", "_limit_per_host", "_members", "_per_host", "_resolved",
+                 "_ssl_context", "_waiters", "closed", "loop")
 
-    status: int
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int, limit_per_host: int,
+                 ssl_context: ssl.SSLContext | None) -> None:
+        self.loop = loop
+        self._limit = limit
+        self._limit_per_host = limit_per_host
+        self._ssl_context = ssl_context
+        self._idle: dict[_Key, dict[Connection, None]] = {}
+        self._members: set[Connection] = set()
+        self._per_host: dict[_Key, int] = {}
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._resolved: dict[tuple[str, int], tuple[float, list[_Address]]] = {}
+        self.closed = False
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self.status = response.status
-        self._headers: dict[str, str] | None = None
-        self._response = response
-        self._readany = response.content.readany
-        self._broken = False
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"<AsyncBody status={self.status} closed={self._closed}>"
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """The response headers, names lower-cased, repeated ones joined with ", " (built on
-        first use: a successful stream never needs them)."""
-        if self._headers is None:
-            headers: dict[str, str] = {}
-            for raw_name, value in self._response.headers.items():
-                name = raw_name.lower()
-                headers[name] = f"{headers[name]}, {value}" if name in headers else value
-            self._headers = headers
-        return self._headers
-
-    async def read(self) -> bytes:
-        """Return the next bytes available; ``b""`` at EOF."""
-        try:
-            return await self._readany()
-        except _MID_STREAM_ERRORS as exc:
-            self._broken = True
-            # aiohttp raises as soon as the connection is lost, even with bytes that arrived
-            # before still buffered: hand those out first (private API, so only if present)
-            salvage = getattr(self._response.content, "_read_nowait", None)
-            with contextlib.suppress(Exception):
-                if salvage is not None and (data := salvage(-1)):
-                    return bytes(data)
-            raise APIConnectionError("connection dropped mid-stream") from exc
-
-    async def read_all(self, limit: int = 1 << 20) -> bytes:
-        """Read the rest of the body, up to ``limit`` bytes."""
-        parts: list[bytes] = []
-        size = 0
-        while size < limit:
-            data = await self.read()
-            if not data:
+    async def acquire(self, route: _Route, timeout: float | None) -> tuple[Connection, bool]:
+        """An idle connection to ``route``'s origin (reused: ``True``) or a new one."""
+        key = route.key
+        while True:
+            idle = self._idle.get(key)
+            while idle:
+                conn = idle.popitem()[0]
+                if conn.usable(_MAX_IDLE):
+                    return conn, True
+                conn.close()
+            if self.closed:
+                raise APIConnectionError("the transport is closed")
+            if self._has_room(key) or self._evict_one():
                 break
-            parts.append(data)
-            size += len(data)
-        return b"".join(parts)[:limit]
+            waiter = self.loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # pass the wake-up on to the next in line
+                raise
+        conn = Connection(self, key)
+        self._members.add(conn)
+        self._per_host[key] = self._per_host.get(key, 0) + 1
+        try:
+            await self._connect(conn, route, timeout)
+        except BaseException:
+            conn.close()
+            raise
+        return conn, False
 
-    def at_eof(self) -> bool:
-        """Whether the whole body has arrived and been read."""
-        return self._response.content.at_eof()
+    def release(self, conn: Connection) -> None:
+        """``conn`` finished an exchange and may be reused."""
+        if self.closed or conn not in self._members:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        self._idle.setdefault(conn.key, {})[conn] = None
+        self._wake()
+
+    def discard(self, conn: Connection) -> None:
+        """``conn`` closed: it no longer counts (idempotent)."""
+        if conn in self._members:
+            self._members.discard(conn)
+            key = conn.key
+            self._per_host[key] -= 1
+            idle = self._idle.get(key)
+            if idle:
+                idle.pop(conn, None)
+            self._wake()
 
     def close(self) -> None:
-        """Reuse the connection if the whole body arrived, else close it. Sync, idempotent."""
-        if self._closed:
+        """Close every idle connection; open bodies close theirs when they finish."""
+        self.closed = True
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in list(conns):
+                conn.close()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _has_room(self, key: _Key) -> bool:
+        return (not self._limit or len(self._members) < self._limit) and (
+            not self._limit_per_host or self._per_host.get(key, 0) < self._limit_per_host)
+
+    def _evict_one(self) -> bool:
+        """Close an idle connection to another origin to make room; whether there was one."""
+        if self._limit and len(self._members) >= self._limit:
+            for conns in self._idle.values():
+                if conns:
+                    next(iter(conns)).close()
+                    return True
+        return False
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _connect(self, conn: Connection, route: _Route, timeout: float | None) -> None:
+        scheme, host, port = route.key
+        proxy = route.proxy
+        peer = (host, port) if proxy is None else (proxy.host, proxy.port)
+        tls = scheme == "https"
+        limit = _finite(timeout)
+        try:
+            async with asyncio.timeout(limit):
+                addresses = await self._resolve(*peer)
+                await self._open_socket(conn, addresses, peer[0] if tls and proxy is None
+                                        else None)
+                if tls and proxy is not None:
+                    await self._tunnel(conn, route)
+        except TimeoutError:
+            raise ConnectTimeout(
+                f"connecting to {route.label} timed out after {timeout} s") from None
+        except APIConnectionError:
+            raise
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise APIConnectionError(
+                f"cannot connect to {route.label}: {_reason(exc)}") from exc
+
+    async def _open_socket(self, conn: Connection, addresses: list[_Address],
+                           server_hostname: str | None) -> None:
+        error: OSError | None = None
+        for family, (ip, port) in addresses:
+            try:
+                await self.loop.create_connection(
+                    lambda: conn, ip, port, family=family,
+                    ssl=self._ssl() if server_hostname is not None else None,
+                    server_hostname=server_hostname)
+            except OSError as exc:
+                error = exc
+                continue
             return
-        self._closed = True
-        if not self._broken and self._response.content.is_eof():
-            self._response.release()
-        else:
-            self._response.close()
+        assert error is not None
+        raise error
 
-    async def __aenter__(self) -> _AsyncBody:
-        return self
+    async def _tunnel(self, conn: Connection, route: _Route) -> None:
+        """CONNECT through the proxy, then TLS to the origin inside the tunnel."""
+        _, host, port = route.key
+        assert route.proxy is not None
+        authority = _hostport(host, port)
+        lines = [f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"]
+        if (auth := route.proxy.auth_header()) is not None:
+            lines.append(f"Proxy-Authorization: {auth}\r\n")
+        lines.append("\r\n")
+        try:
+            head = await conn.send("".join(lines).encode("latin-1"), "CONNECT")
+        except StaleConnection as exc:
+            raise APIConnectionError(f"cannot connect to {route.label}: {exc}") from None
+        if not 200 <= head.status < 300:
+            raise APIConnectionError(
+                f"cannot connect to {route.label}: {head.status} {head.reason[:80]}")
+        conn.tunnelled()
+        transport = conn.transport
+        assert transport is not None
+        tls = await self.loop.start_tls(transport, conn, self._ssl(), server_hostname=host)
+        if tls is None:  # pragma: no cover - only when the loop is closing
+            raise APIConnectionError(f"cannot connect to {route.label}: TLS failed")
+        conn.transport = tls
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
+    async def _resolve(self, host: str, port: int) -> list[_Address]:
+        """The addresses to try for ``host``: itself if it is an IP address, else a lookup
+        reused for 10 s."""
+        if _is_ip(host):
+            return [(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))]
+        now = time.monotonic()
+        cached = self._resolved.get((host, port))
+        if cached is not None and now - cached[0] < _DNS_TTL:
+            return cached[1]
+        infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses: list[_Address] = [
+            (int(family), (str(addr[0]), int(addr[1]))) for family, *_, addr in infos
+            if family in (socket.AF_INET, socket.AF_INET6)]
+        if not addresses:
+            raise OSError(f"no address found for {host}")
+        if len(self._resolved) >= 256:
+            self._resolved.clear()
+        self._resolved[(host, port)] = (now, addresses)
+        return addresses
+
+    def _ssl(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            import ssl
+
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+
+@functools.lru_cache(maxsize=256)
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    with contextlib.suppress(Exception):
+        if text := str(exc):
+            return text
+    return type(exc).__name__
