@@ -1,6 +1,6 @@
 """The asyncio driver: :class:`AsyncConversation` and :class:`AsyncStream`.
 
-It runs the same turn engine as the blocking driver with asyncio I/O: the aiohttp transport,
+It runs the same turn engine as the blocking driver with asyncio I/O: the asyncio HTTP transport,
 tool handlers as tasks (blocking ones in threads), ``asyncio.sleep`` for backoff. Timeouts use
 one watchdog timer per model call that is re-armed only when it fires, so the per-chunk cost
 is a clock read, not a timer; a stream shorter than the idle timeout arms exactly one.

@@ -1,7 +1,8 @@
 """The blocking transport: stdlib ``http.client`` with a small thread-safe keep-alive pool.
 
-``http.client`` connects, sends and parses status and headers; chunked bodies are decoded here,
-all chunks already received per read (``http.client`` returns one per call, and servers send one
+``http.client`` connects, sends and parses status and headers; chunked bodies are decoded here
+(:class:`~promptkit.transport.http11.BodyDecoder`, shared with the async transport), all chunks
+already received per read (``http.client`` returns one per call, and servers send one
 SSE event per chunk). A body not read to its end closes its socket on close, so the server stops
 generating. Request headers (API keys) never appear in a message or a log.
 """
@@ -24,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from promptkit._errors import APIConnectionError, ConnectTimeout
 from promptkit.transport._base import ReadTimeout
+from promptkit.transport.http11 import BodyDecoder
 
 if TYPE_CHECKING:
     import ssl
@@ -38,8 +40,6 @@ _FOREVER = 1e7  # longer timeouts (math.inf from the drivers included) mean "no 
 _MAX_IDLE = 60.0  # seconds an idle pooled connection may wait before it is discarded
 _DRAIN_TIMEOUT = 0.002  # close() waits at most this long for the end of an unfinished body
 _PROXY_PLATFORMS = ("darwin", "win32")  # where getproxies() also reads system settings
-# states of the chunked-body decoder (a positive count means "inside a chunk, n bytes left")
-_SIZE, _CRLF, _TRAILER, _END = 0, -1, -2, -3
 _Exchange = tuple[http.client.HTTPConnection, socket.socket, http.client.HTTPResponse]
 # what a pooled connection the server already closed raises before any response byte
 _STALE_ERRORS = (ConnectionError, http.client.BadStatusLine, http.client.NotConnected,
@@ -332,8 +332,8 @@ class SyncHTTPTransport:
 class _SyncBody:
     """An open response (a :class:`~promptkit.transport._base.SyncBody`) owning its connection."""
 
-    __slots__ = ("_applied", "_chunk", "_closed", "_conn", "_eof", "_fp", "_generation", "_key",
-                 "_raw", "_read1", "_reading", "_response", "_reusable", "_sock", "_timeout",
+    __slots__ = ("_applied", "_chunks", "_closed", "_conn", "_eof", "_fp", "_generation", "_key",
+                 "_read1", "_reading", "_response", "_reusable", "_sock", "_timeout",
                  "_transport", "headers", "status")
 
     status: int
@@ -354,9 +354,8 @@ class _SyncBody:
         self._sock = sock
         self._response = response
         self._fp = response.fp
-        self._raw = b""  # chunked framing bytes received but not decoded yet
-        self._chunk = _SIZE
         chunked = response.chunked and response.length is None and self._fp is not None
+        self._chunks = BodyDecoder(None) if chunked else None  # http.client leaves it to us
         self._read1 = self._read_chunked if chunked else response.read1
         self._timeout = timeout  # as last asked for
         self._applied = _finite(timeout)  # as set on the socket
@@ -401,53 +400,20 @@ class _SyncBody:
 
     def _read_chunked(self, size: int) -> bytes:
         """Decode the chunks already received (one network read if there are none); b"" at end."""
-        out: list[bytes] = []
-        raw = self._raw
-        state = self._chunk
-        while True:
-            pos, end = 0, len(raw)
-            while pos < end:
-                if state > 0:  # chunk data
-                    stop = min(end, pos + state)
-                    out.append(raw[pos:stop])
-                    state -= stop - pos
-                    pos = stop
-                    if not state:
-                        state = _CRLF
-                    continue
-                if state == _END:
-                    self._reusable = False  # bytes after the body: not a clean connection
-                    break
-                newline = raw.find(b"\n", pos)
-                if newline < 0:
-                    break
-                line = raw[pos:newline]
-                pos = newline + 1
-                if state == _CRLF:
-                    if line not in (b"", b"\r"):
-                        raise ValueError("no CRLF after a chunk")  # read() reports it
-                    state = _SIZE
-                elif state == _SIZE:
-                    state = int(line.split(b";", 1)[0], 16)  # ValueError if not hex
-                    if state < 0:
-                        raise ValueError("negative chunk size")
-                    if not state:
-                        state = _TRAILER
-                elif line in (b"", b"\r"):  # the blank line ending the trailer
-                    state = _END
-            raw = raw[pos:] if pos else raw
-            if out or state == _END:
-                self._raw, self._chunk = raw, state
-                return b"".join(out)
-            if len(raw) > _READ_SIZE:
-                raise ValueError("chunk size or trailer line too long")
-            assert self._fp is not None
+        decoder = self._chunks
+        assert decoder is not None and self._fp is not None
+        while not decoder.done:
             data = self._fp.read1(size)
             if not data:
                 self._reusable = False
                 raise APIConnectionError(
                     "response closed" if self._closed else "connection dropped mid-stream")
-            raw = raw + data if raw else data
+            out = decoder.feed(data)  # FramingError (a ValueError): read() reports it
+            if decoder.surplus:
+                self._reusable = False  # bytes after the body: not a clean connection
+            if out:
+                return out
+        return b""
 
     def read_all(self, timeout: float | None, limit: int = 1 << 20) -> bytes:
         """Read the rest of the body, up to ``limit`` bytes, within ``timeout`` seconds overall."""
