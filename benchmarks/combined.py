@@ -66,6 +66,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {client:36s} {statistics.median(values):6.0f}  "
               f"x raw aiohttp {statistics.median(values) / floor:.3f}")
     print(f"errors: {errors}")
+    both = "promptkit-async+guardrails+tracing"
+    cpu_ratio = statistics.median(cpu[both]) / plain
+    conc_ratio = statistics.median(conc[both]) / floor
+    print("issue 16 targets:")
+    print(f"  CPU/chunk with both / plain {cpu_ratio:.3f} (<= 1.1: "
+          f"{'met' if cpu_ratio <= 1.1 else 'SHORT'})")
+    print(f"  streams/s with both / raw aiohttp {conc_ratio:.3f} (>= 0.9: "
+          f"{'met' if conc_ratio >= 0.9 else 'SHORT'}); errors {errors} "
+          f"({'met' if errors == 0 else 'SHORT'})")
 
 
 if __name__ == "__main__":
