@@ -56,6 +56,7 @@ class Connection(asyncio.Protocol):
         "_paused",
         "_pool",
         "_state",
+        "_unread",
         "_waiter",
         "chunks",
         "failure",
@@ -77,6 +78,7 @@ class Connection(asyncio.Protocol):
         self._decoder: BodyDecoder | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        self._unread = 0  # payload bytes in ``chunks``
         self.chunks: list[bytes] = []
         self.failure: str | None = None
         self.keep_alive = True
@@ -116,6 +118,7 @@ class Connection(asyncio.Protocol):
         self._buffer = b""
         self._decoder = None
         self.chunks = []
+        self._unread = 0
         self.failure = None
         self._head_waiter = future
         transport.write(data)
@@ -144,7 +147,8 @@ class Connection(asyncio.Protocol):
             if payload:
                 chunks = self.chunks
                 chunks.append(payload)
-                if not self._paused and len(chunks) > 64 and sum(map(len, chunks)) > _HIGH_WATER:
+                self._unread += len(payload)
+                if self._unread > _HIGH_WATER and not self._paused:
                     self._paused = True
                     if self.transport is not None:
                         self.transport.pause_reading()
@@ -244,6 +248,7 @@ class Connection(asyncio.Protocol):
         chunks = self.chunks
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
+        self._unread = 0
         if self._paused:
             self._paused = False
             if self.transport is not None and not self.lost:
