@@ -224,8 +224,11 @@ READING = [
     "the server, and every read costs an event-loop wake-up; a client's µs/chunk therefore "
     "moves with the relative speed of client and upstream. Compare clients within one run.",
     "- *Whole − idle* charges a client for what it does lazily at its first stream: promptkit "
-    "imports aiohttp (about 0.2–0.3 s of CPU) only then, so its 1 × 20,000 figure carries "
-    "about 10–15 µs/chunk of import; the *loop* column leaves it out.",
+    "imports its transport and dialect only then, and the raw aiohttp floor imports aiohttp "
+    "(about 0.2 s of CPU) at set-up; the *loop* column leaves imports out for every client.",
+    "- promptkit's async transport is its own HTTP/1.1 on asyncio sockets (docs/design.md), "
+    "not aiohttp: the floor it is compared with is a different HTTP client, so promptkit can "
+    "measure below 1.00×.",
     "- The sync clients (promptkit-sync, raw http.client) run one OS thread per stream: at "
     "500 and 1,000 streams the GIL hand-offs between threads cost more than the streams "
     "themselves (client CPU above 100 %, long TTFT tails). The async driver is the one to use "
