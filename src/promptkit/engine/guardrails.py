@@ -61,6 +61,13 @@ class StreamScan(Protocol):
         conservative answer is fine: the rest goes through :meth:`safe_prefix`."""
         ...
 
+    def clear_chunk(self, text: str, released: int) -> bool:
+        """Whether all of ``text``, released right after ``released`` characters, can never
+        take part in a violation, whatever came before or follows (a quick, conservative
+        test for the one-delta-per-read case: ``False`` sends it through
+        :meth:`clear_until` and :meth:`safe_prefix`)."""
+        ...
+
     def finding(self) -> Mapping[str, Any]:
         """Details of the violation found (for ``ValidationResult.details``)."""
         ...
@@ -107,30 +114,29 @@ class OutputGuard:
         #: index of the guardrail whose scan found a violation, or None
         self.tripped: int | None = None
 
-    def feed(self, chunks: Sequence[StreamChunk]) -> list[StreamChunk]:
-        """The chunks the caller may see now: TEXT re-cut to the safe part, others as they are.
+    def feed(self, chunks: list[StreamChunk]) -> list[StreamChunk]:
+        """The chunks the caller may see now: TEXT re-cut to the safe part, others as they are
+        (``chunks`` itself when all of it may be seen).
 
         Several TEXT chunks that arrived together are first checked as one text: the chunks
         every scan clears as a whole (``clear_until``) pass unchanged at once, the others one
         by one (``safe_prefix``)."""
-        out: list[StreamChunk] = []
         if self.tripped is not None:
-            return out
+            return []
         if len(chunks) == 1 and not self.pending:  # the hot path: one delta, nothing held
             chunk = chunks[0]
             text = chunk.text
             if chunk.type is _TEXT and text:
-                joined = self.before + text
-                start, end, released = len(self.before), len(joined), self.released
+                released = self.released
                 for scan in self.scans:
-                    if scan.clear_until(joined, start, released) < end:
+                    if not scan.clear_chunk(text, released):
                         break
                 else:
                     self.before = text[-1]
                     self.released = released + len(text)
-                    out.append(chunk)
-                    return out
-        elif len(chunks) > 1 and all(c.type is _TEXT for c in chunks):
+                    return chunks
+        out: list[StreamChunk] = []
+        if len(chunks) > 1 and all(c.type is _TEXT for c in chunks):
             self._feed_run(chunks, out)
             return out
         for chunk in chunks:
