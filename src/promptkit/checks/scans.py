@@ -29,7 +29,7 @@ def _prefixes(word: str) -> str:
 
 _WORD_RUN_REVERSED = re.compile(r"\w*")
 _KNOWN_LENGTH = 32  # BannedWords.known: texts up to this long, at most this many of them
-_KNOWN_SIZE = 4096
+_KNOWN_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
