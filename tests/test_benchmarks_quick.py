@@ -38,3 +38,16 @@ def test_quick_benchmark_runs(tmp_path: Path) -> None:
     markdown = (tmp_path / "benchmarks.md").read_text()
     assert "| promptkit-async |" in markdown and "| promptkit-sync |" in markdown
     assert "promptkit-async" in done.stdout and "promptkit-sync" in done.stdout
+
+
+def test_observe_turn_streams_every_variant_to_the_end() -> None:
+    """benchmarks/observe_turn.py's fake transport speaks the async transport protocol: each
+    variant's turns stream the canned reply to the end (it raises on a short count)."""
+    pytest.importorskip("opentelemetry.sdk")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "observe_turn.py"), "--turns", "3",
+         "--chunks", "7", "--batch", "3", "--reps", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for variant in ("plain", "guardrails", "tracing", "both", "noop"):
+        assert f"  {variant} " in done.stdout, done.stdout

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["BannedWordScan", "BannedWords", "LengthLimit", "LengthScan"]
@@ -28,6 +28,8 @@ def _prefixes(word: str) -> str:
 
 
 _WORD_RUN_REVERSED = re.compile(r"\w*")
+_KNOWN_LENGTH = 32  # BannedWords.known: texts up to this long, at most this many of them
+_KNOWN_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,9 @@ class BannedWords:
     prefix: re.Pattern[str] | None
     stream: re.Pattern[str]
     longest: int
+    #: short delta texts already known to hold no word that starts like a banned one (deltas
+    #: repeat: a model streams the same tokens over and over); shared by every scan
+    known: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, words: Sequence[str]) -> BannedWords:
@@ -98,8 +103,8 @@ def _first_letters(words: Sequence[str]) -> tuple[str, ...] | None:
 class BannedWordScan:
     """Streaming ``content_excludes``: see the module docstring."""
 
-    __slots__ = ("_firsts", "_found", "_hit", "_longest", "_prefix", "_start", "_stream",
-                 "_whole")
+    __slots__ = ("_firsts", "_found", "_hit", "_known", "_longest", "_prefix", "_start",
+                 "_stream", "_whole")
 
     def __init__(self, words: BannedWords) -> None:
         self._stream = words.stream
@@ -109,6 +114,7 @@ class BannedWordScan:
         self._hit = words.hit
         self._prefix = words.prefix
         self._longest = words.longest
+        self._known = words.known
         self._found = ""
 
     def safe_prefix(self, pending: str, before: str, released: int) -> int:
@@ -147,6 +153,17 @@ class BannedWordScan:
             self._found = hit
             return -1
         return match.start() - offset
+
+    def clear_chunk(self, text: str, released: int) -> bool:
+        known = self._known
+        clear = known.get(text)
+        if clear is None:  # as if a word started at text[0]: conservative, whatever came before
+            clear = self.clear_until(text, 0, released) == len(text)
+            if len(text) <= _KNOWN_LENGTH:
+                if len(known) >= _KNOWN_SIZE:
+                    known.clear()
+                known[text] = clear
+        return clear
 
     def clear_until(self, text: str, start: int, released: int) -> int:
         firsts = self._firsts
@@ -202,6 +219,9 @@ class LengthScan:
             self._total = total
             return -1
         return len(pending)
+
+    def clear_chunk(self, text: str, released: int) -> bool:
+        return released + len(text) <= self._limit
 
     def clear_until(self, text: str, start: int, released: int) -> int:
         return start + max(0, self._limit - released)

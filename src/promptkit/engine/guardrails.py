@@ -11,8 +11,10 @@ them, can ever violate one.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import accumulate
 from typing import Any, Literal, Protocol
 
 from promptkit._errors import GuardrailError
@@ -61,6 +63,13 @@ class StreamScan(Protocol):
         conservative answer is fine: the rest goes through :meth:`safe_prefix`."""
         ...
 
+    def clear_chunk(self, text: str, released: int) -> bool:
+        """Whether all of ``text``, released right after ``released`` characters, can never
+        take part in a violation, whatever came before or follows (a quick, conservative
+        test for the one-delta-per-read case: ``False`` sends it through
+        :meth:`clear_until` and :meth:`safe_prefix`)."""
+        ...
+
     def finding(self) -> Mapping[str, Any]:
         """Details of the violation found (for ``ValidationResult.details``)."""
         ...
@@ -107,61 +116,74 @@ class OutputGuard:
         #: index of the guardrail whose scan found a violation, or None
         self.tripped: int | None = None
 
-    def feed(self, chunks: Sequence[StreamChunk]) -> list[StreamChunk]:
-        """The chunks the caller may see now: TEXT re-cut to the safe part, others as they are.
+    def feed(self, chunks: list[StreamChunk]) -> list[StreamChunk]:
+        """The chunks the caller may see now: TEXT re-cut to the safe part, others as they are
+        (``chunks`` itself when all of it may be seen).
 
-        Several TEXT chunks that arrived together are first checked as one text: the chunks
-        every scan clears as a whole (``clear_until``) pass unchanged at once, the others one
-        by one (``safe_prefix``)."""
-        out: list[StreamChunk] = []
+        With nothing held, each chunk first gets every scan's quick ``clear_chunk`` test; from
+        the first one that fails, several TEXT chunks that arrived together are checked as one
+        text (the chunks every scan clears as a whole with ``clear_until`` pass unchanged at
+        once), the others one by one (``safe_prefix``)."""
         if self.tripped is not None:
+            return []
+        index = 0
+        if not self.pending:  # the hot path: deltas released as they came
+            released = self.released
+            last = ""
+            scans = self.scans
+            for chunk in chunks:
+                text = chunk.text
+                if text and chunk.type is _TEXT:
+                    for scan in scans:
+                        if not scan.clear_chunk(text, released):
+                            break
+                    else:
+                        released += len(text)
+                        last = text
+                        index += 1
+                        continue
+                    break
+                index += 1
+            if last:
+                self.before = last[-1]
+                self.released = released
+            if index == len(chunks):
+                return chunks
+        out = chunks[:index]
+        rest = chunks[index:] if index else chunks
+        if len(rest) > 1 and all(c.type is _TEXT for c in rest):
+            self._feed_run(rest, out)
             return out
-        if len(chunks) == 1 and not self.pending:  # the hot path: one delta, nothing held
-            chunk = chunks[0]
-            text = chunk.text
-            if chunk.type is _TEXT and text:
-                joined = self.before + text
-                start, end, released = len(self.before), len(joined), self.released
-                for scan in self.scans:
-                    if scan.clear_until(joined, start, released) < end:
-                        break
-                else:
-                    self.before = text[-1]
-                    self.released = released + len(text)
-                    out.append(chunk)
-                    return out
-        elif len(chunks) > 1 and all(c.type is _TEXT for c in chunks):
-            self._feed_run(chunks, out)
-            return out
-        for chunk in chunks:
+        for chunk in rest:
             if not self._feed_one(chunk, out):
                 break
         return out
 
     def _feed_run(self, chunks: Sequence[StreamChunk], out: list[StreamChunk]) -> None:
         texts = [c.text for c in chunks]
+        head = len(self.before) + len(self.pending)
         joined = self.before + self.pending + "".join(texts)
-        position = len(self.before) + len(self.pending)  # where chunk ``index`` starts
+        starts = list(accumulate(map(len, texts), initial=head))  # chunk i: starts[i:i + 2]
         index, count = 0, len(chunks)
+        scans = self.scans
         while index < count:
             if not self.pending:
-                clear = len(joined)
-                for scan in self.scans:
-                    until = scan.clear_until(joined, position, self.released)
-                    clear = min(clear, until)
-                first, start = index, position
-                while index < count and position + len(texts[index]) <= clear:
-                    position += len(texts[index])
-                    index += 1
-                if index > first:
-                    out.extend(chunks[first:index])
-                    self.released += position - start
-                    if position:
-                        self.before = joined[position - 1]
+                position, released = starts[index], self.released
+                clear = min(scan.clear_until(joined, position, released) for scan in scans) \
+                    if len(scans) > 1 else scans[0].clear_until(joined, position, released)
+                # the chunks from ``index`` that end by ``clear`` pass as they are
+                until = count if clear >= len(joined) else \
+                    bisect_right(starts, clear, index + 1) - 1
+                if until > index:
+                    out.extend(chunks[index:until] if index or until < count else chunks)
+                    end = starts[until]
+                    self.released = released + end - position
+                    if end:
+                        self.before = joined[end - 1]
+                    index = until
                     continue
             if not self._feed_one(chunks[index], out):
                 return
-            position += len(texts[index])
             index += 1
 
     def _feed_one(self, chunk: StreamChunk, out: list[StreamChunk]) -> bool:

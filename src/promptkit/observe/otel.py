@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from promptkit.observe import logs
+from promptkit.observe import logs, setup
 from promptkit.observe import semconv as sc
 from promptkit.observe.setup import ObserveOptions, require_otel
 
@@ -24,15 +24,32 @@ _cache: dict[tuple[int, int, bool], Telemetry] = {}
 
 
 def telemetry_for(options: ObserveOptions) -> Telemetry:
-    """The (shared) Telemetry of these providers: a conversation per request costs no new
-    tracer or instruments."""
-    key = (id(options.tracer_provider), id(options.meter_provider),
-           bool(options.capture_content))
+    """The (shared) Telemetry of these options, resolved against :func:`instrument`'s: a
+    conversation per request costs no new tracer or instruments."""
+    default = setup._global
+    tracer_provider = options.tracer_provider
+    meter_provider = options.meter_provider
+    capture = options.capture_content
+    if default is not None:
+        tracer_provider = tracer_provider or default.tracer_provider
+        meter_provider = meter_provider or default.meter_provider
+        if capture is None:
+            capture = default.capture_content
+    if capture is None:
+        capture = setup.capture_content_default()
+    key = (id(tracer_provider), id(meter_provider), bool(capture))
     found = _cache.get(key)
-    if found is None or found.options.tracer_provider is not options.tracer_provider \
-            or found.options.meter_provider is not options.meter_provider:
-        found = _cache[key] = Telemetry(options)
+    if found is None or found.options.tracer_provider is not tracer_provider \
+            or found.options.meter_provider is not meter_provider:
+        found = _cache[key] = Telemetry(ObserveOptions(tracer_provider, meter_provider,
+                                                       capture))
     return found
+
+
+#: the metric attributes of a model call: (provider, request model, host, port, response
+#: model, error type)
+CallKey = tuple[str, str, str | None, int | None, str | None, str | None]
+_MAX_CALL_KEYS = 256
 
 
 def _version() -> str:
@@ -79,6 +96,7 @@ class Telemetry:
             explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS)
         self._evals: dict[str, Any] = {}
         self._meter = meter
+        self._call_attributes: dict[CallKey, tuple[dict[str, Any], ...]] = {}
 
     def current_context(self) -> Any:
         """The caller's context now (its open span parents the turn's span)."""
@@ -120,21 +138,44 @@ class Telemetry:
         except Exception as exc:
             logs.handler_failed(self, "span end", exc)
 
-    def record_call(self, attributes: dict[str, Any], *, duration: float,
-                    input_tokens: int | None, output_tokens: int | None) -> None:
-        """The metrics of one model call; ``attributes`` are the metric attributes. (Time to
-        first chunk is a span attribute, not a third histogram: each record costs the SDK
-        about as much as a span attribute set, and the conventions list it as optional.)"""
+    def record_call(self, key: CallKey, *, duration: float, input_tokens: int | None,
+                    output_tokens: int | None) -> None:
+        """The metrics of one model call, its attributes from ``key``. (Time to first chunk is
+        a span attribute, not a third histogram: each record costs the SDK about as much as a
+        span attribute set, and the conventions list it as optional.)"""
         try:
-            self.duration.record(duration, attributes)
+            found = self._call_attributes.get(key)
+            if found is None:
+                found = self._metric_attributes(key)
+            self.duration.record(duration, found[0])
             if input_tokens is not None:
-                self.token_usage.record(input_tokens,
-                                        {**attributes, sc.GEN_AI_TOKEN_TYPE: "input"})
+                self.token_usage.record(input_tokens, found[1])
             if output_tokens is not None:
-                self.token_usage.record(output_tokens,
-                                        {**attributes, sc.GEN_AI_TOKEN_TYPE: "output"})
+                self.token_usage.record(output_tokens, found[2])
         except Exception as exc:
             logs.handler_failed(self, "metrics", exc)
+
+    def _metric_attributes(self, key: CallKey) -> tuple[dict[str, Any], ...]:
+        """The attribute sets of a call's duration, input and output token records, made once
+        per distinct ``key`` (the SDK copies what it is given, so they are shared)."""
+        provider, model, host, port, response_model, error_type = key
+        attributes: dict[str, Any] = {sc.GEN_AI_OPERATION_NAME: sc.CHAT,
+                                      sc.GEN_AI_PROVIDER_NAME: provider,
+                                      sc.GEN_AI_REQUEST_MODEL: model}
+        if host:
+            attributes[sc.SERVER_ADDRESS] = host
+        if port:
+            attributes[sc.SERVER_PORT] = port
+        if response_model is not None:
+            attributes[sc.GEN_AI_RESPONSE_MODEL] = response_model
+        if error_type is not None:
+            attributes[sc.ERROR_TYPE] = error_type
+        found = (attributes, {**attributes, sc.GEN_AI_TOKEN_TYPE: "input"},
+                 {**attributes, sc.GEN_AI_TOKEN_TYPE: "output"})
+        if len(self._call_attributes) >= _MAX_CALL_KEYS:
+            self._call_attributes.clear()
+        self._call_attributes[key] = found
+        return found
 
     def record_eval(self, result: Any, prompt_name: str) -> None:
         """An eval's score (or pass/fail as 1/0) on its metric: a histogram named by the

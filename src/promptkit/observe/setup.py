@@ -30,18 +30,6 @@ class ObserveOptions:
         return (self.tracer_provider is not None or self.meter_provider is not None
                 or _global is not None)
 
-    def resolved(self) -> ObserveOptions:
-        """The providers to use (explicit ones over the instrumented globals) and whether to
-        capture message content."""
-        default = _global or ObserveOptions()
-        capture = self.capture_content
-        if capture is None:
-            capture = default.capture_content
-        if capture is None:
-            capture = capture_content_default()
-        return ObserveOptions(self.tracer_provider or default.tracer_provider,
-                              self.meter_provider or default.meter_provider, capture)
-
 
 _global: ObserveOptions | None = None
 

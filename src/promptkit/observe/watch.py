@@ -86,7 +86,7 @@ class ConversationWatch:
         if self._telemetry is None and self._traced:
             from promptkit.observe.otel import telemetry_for
 
-            self._telemetry = telemetry_for(self._options.resolved())
+            self._telemetry = telemetry_for(self._options)
         return self._telemetry
 
     def turn(self, *, provider: str, model: str, system: str, user_message: Message | None,
@@ -164,7 +164,7 @@ class TurnWatch:
         self.started = time.monotonic()
         self._call_started = self.started
         self._tools: dict[str, float] = {}
-        self._call: tuple[Any, dict[str, Any]] | None = None  # open chat span, its metric keys
+        self._call: tuple[Any, str] | None = None  # the open chat span, its request's model
         self._span: Any = None
         self._tool_spans: dict[str, Any] = {}
         # the span open around send()/stream() (if any) parents the turn's span
@@ -264,13 +264,12 @@ class TurnWatch:
                 attributes[sc.SERVER_ADDRESS] = watch.host
             if watch.port:
                 attributes[sc.SERVER_PORT] = watch.port
-            metric_keys = {key: attributes[key] for key in _METRIC_KEYS if key in attributes}
             if telemetry.capture_content:
                 attributes[sc.GEN_AI_INPUT_MESSAGES] = _messages_json(request.messages)
             span = telemetry.start_span(f"{sc.CHAT} {request.model}", self._span, attributes,
                                         start=self._call_started, child_of_span=True,
                                         client=True)
-            self._call = (span, metric_keys)
+            self._call = (span, request.model)
 
     def call_ended(self, request: ModelRequest, attempt: int, outcome: CallOutcome) -> None:
         now = time.monotonic()
@@ -327,16 +326,14 @@ class TurnWatch:
         self._call = None
         if telemetry is None or call is None:
             return
-        span, metric_keys = call
+        span, model = call
         if duration is None:
             duration = time.monotonic() - self._call_started
         telemetry.end_span(span, attributes, error_type, _message(error))
-        metric_keys = dict(metric_keys)
-        if sc.GEN_AI_RESPONSE_MODEL in attributes:
-            metric_keys[sc.GEN_AI_RESPONSE_MODEL] = attributes[sc.GEN_AI_RESPONSE_MODEL]
-        if error_type is not None:
-            metric_keys[sc.ERROR_TYPE] = error_type
-        telemetry.record_call(metric_keys, duration=duration,
+        watch = self.watch
+        telemetry.record_call((self.provider, model, watch.host, watch.port,
+                               attributes.get(sc.GEN_AI_RESPONSE_MODEL), error_type),
+                              duration=duration,
                               input_tokens=None if usage is None else usage.input_tokens,
                               output_tokens=None if usage is None else usage.output_tokens)
 
@@ -404,8 +401,6 @@ class TurnWatch:
         self.watch.validation_failed(result, self.turn_index)
 
 
-_METRIC_KEYS = (sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_REQUEST_MODEL,
-                sc.SERVER_ADDRESS, sc.SERVER_PORT)
 _REQUEST_PARAMETERS = (("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
                        ("max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS),
                        ("top_p", sc.GEN_AI_REQUEST_TOP_P))
