@@ -7,6 +7,7 @@ import gzip
 import itertools
 import zlib
 from collections.abc import Iterable
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -114,7 +115,8 @@ def test_until_close_any_split(payload: bytes, cuts: list[int]) -> None:
     assert decoder.done
 
 
-compress = {"gzip": gzip.compress, "x-gzip": gzip.compress, "deflate": zlib.compress}
+compress: dict[str, Any] = {"gzip": gzip.compress, "x-gzip": gzip.compress,
+                            "deflate": zlib.compress}
 
 
 @pytest.mark.parametrize("coding", sorted(compress))

@@ -56,6 +56,7 @@ class Connection(asyncio.Protocol):
         "_paused",
         "_pool",
         "_state",
+        "_unread",
         "_waiter",
         "chunks",
         "failure",
@@ -77,6 +78,7 @@ class Connection(asyncio.Protocol):
         self._decoder: BodyDecoder | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        self._unread = 0  # payload bytes in chunks
         self.chunks: list[bytes] = []
         self.failure: str | None = None
         self.keep_alive = True
@@ -116,6 +118,7 @@ class Connection(asyncio.Protocol):
         self._buffer = b""
         self._decoder = None
         self.chunks = []
+        self._unread = 0
         self.failure = None
         self._head_waiter = future
         transport.write(data)
@@ -142,9 +145,9 @@ class Connection(asyncio.Protocol):
                 self._fail(f"invalid response framing: {exc}")
                 return
             if payload:
-                chunks = self.chunks
-                chunks.append(payload)
-                if not self._paused and len(chunks) > 64 and sum(map(len, chunks)) > _HIGH_WATER:
+                self.chunks.append(payload)
+                self._unread += len(payload)
+                if self._unread > _HIGH_WATER and not self._paused:
                     self._paused = True
                     if self.transport is not None:
                         self.transport.pause_reading()
@@ -191,11 +194,11 @@ class Connection(asyncio.Protocol):
         buffer = self._buffer + data if self._buffer else data
         while True:
             end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > MAX_HEAD:
-                    self._head_failed(APIConnectionError("the response head is too large"))
-                    return
+            if end < 0 and len(buffer) <= MAX_HEAD:
                 self._buffer = buffer
+                return
+            if end < 0 or end > MAX_HEAD:  # also when all of it came in one read
+                self._head_failed(APIConnectionError("the response head is too large"))
                 return
             try:
                 head = parse_head(buffer[:end])
@@ -220,6 +223,7 @@ class Connection(asyncio.Protocol):
             else:
                 if payload:
                     self.chunks.append(payload)
+                    self._unread += len(payload)
         waiter = self._head_waiter
         self._head_waiter = None
         if waiter is not None and not waiter.done():
@@ -244,6 +248,7 @@ class Connection(asyncio.Protocol):
         chunks = self.chunks
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
+        self._unread = 0
         if self._paused:
             self._paused = False
             if self.transport is not None and not self.lost:
@@ -271,6 +276,7 @@ class Connection(asyncio.Protocol):
                 and not decoder.surplus and self.failure is None and not self.lost):
             self._state = _IDLE
             self.chunks = []
+            self._unread = 0
             self._pool.release(self)
         else:
             self.close()
