@@ -78,7 +78,7 @@ class Connection(asyncio.Protocol):
         self._decoder: BodyDecoder | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
-        self._unread = 0  # payload bytes in ``chunks``
+        self._unread = 0  # payload bytes in chunks
         self.chunks: list[bytes] = []
         self.failure: str | None = None
         self.keep_alive = True
@@ -145,8 +145,7 @@ class Connection(asyncio.Protocol):
                 self._fail(f"invalid response framing: {exc}")
                 return
             if payload:
-                chunks = self.chunks
-                chunks.append(payload)
+                self.chunks.append(payload)
                 self._unread += len(payload)
                 if self._unread > _HIGH_WATER and not self._paused:
                     self._paused = True
@@ -195,11 +194,11 @@ class Connection(asyncio.Protocol):
         buffer = self._buffer + data if self._buffer else data
         while True:
             end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > MAX_HEAD:
-                    self._head_failed(APIConnectionError("the response head is too large"))
-                    return
+            if end < 0 and len(buffer) <= MAX_HEAD:
                 self._buffer = buffer
+                return
+            if end < 0 or end > MAX_HEAD:  # also when all of it came in one read
+                self._head_failed(APIConnectionError("the response head is too large"))
                 return
             try:
                 head = parse_head(buffer[:end])
@@ -224,6 +223,7 @@ class Connection(asyncio.Protocol):
             else:
                 if payload:
                     self.chunks.append(payload)
+                    self._unread += len(payload)
         waiter = self._head_waiter
         self._head_waiter = None
         if waiter is not None and not waiter.done():
@@ -276,6 +276,7 @@ class Connection(asyncio.Protocol):
                 and not decoder.surplus and self.failure is None and not self.lost):
             self._state = _IDLE
             self.chunks = []
+            self._unread = 0
             self._pool.release(self)
         else:
             self.close()

@@ -203,7 +203,7 @@ class _Pool:
         self._idle: dict[_Key, dict[Connection, None]] = {}
         self._members: set[Connection] = set()
         self._per_host: dict[_Key, int] = {}
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[tuple[_Key, asyncio.Future[None]]] = deque()
         self._resolved: dict[tuple[str, int], tuple[float, list[_Address]]] = {}
         self.closed = False
 
@@ -219,10 +219,10 @@ class _Pool:
                 conn.close()
             if self.closed:
                 raise APIConnectionError("the transport is closed")
-            if self._has_room(key) or self._evict_one():
+            if self._has_room(key) or self._evict_one(key):
                 break
             waiter = self.loop.create_future()
-            self._waiters.append(waiter)
+            self._waiters.append((key, waiter))
             try:
                 await waiter
             except asyncio.CancelledError:
@@ -267,7 +267,7 @@ class _Pool:
             for conn in list(conns):
                 conn.close()
         while self._waiters:
-            waiter = self._waiters.popleft()
+            waiter = self._waiters.popleft()[1]
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -277,22 +277,36 @@ class _Pool:
         return (not self._limit or len(self._members) < self._limit) and (
             not self._limit_per_host or self._per_host.get(key, 0) < self._limit_per_host)
 
-    def _evict_one(self) -> bool:
-        """Close an idle connection to another origin to make room; whether there was one."""
-        if self._limit and len(self._members) >= self._limit:
+    def _victim(self, key: _Key) -> Connection | None:
+        """An idle connection to another origin whose closing makes room for ``key`` (only
+        the overall limit can be lifted so, never ``key``'s own)."""
+        if self._limit and len(self._members) >= self._limit and (
+                not self._limit_per_host or self._per_host.get(key, 0) < self._limit_per_host):
             for conns in self._idle.values():
                 if conns:
-                    next(iter(conns)).close()
-                    return True
-        return False
+                    return next(iter(conns))
+        return None
+
+    def _evict_one(self, key: _Key) -> bool:
+        """Close an idle connection to another origin to make room; whether there was one."""
+        victim = self._victim(key)
+        if victim is None:
+            return False
+        victim.close()
+        return True
 
     def _wake(self) -> None:
+        """Wake the first waiter that can now proceed: a waiter for an origin still at its
+        limit must not take the turn of one whose origin has an idle connection or room."""
         waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
+        for index, (key, waiter) in enumerate(waiters):
+            if not waiter.done() and (self._idle.get(key) or self._has_room(key)
+                                      or self._victim(key) is not None):
+                del waiters[index]
                 waiter.set_result(None)
                 return
+        while waiters and waiters[0][1].done():  # cancelled ones at the front
+            waiters.popleft()
 
     async def _connect(self, conn: Connection, route: _Route, timeout: float | None) -> None:
         scheme, host, port = route.key

@@ -17,6 +17,7 @@ __all__ = ["MAX_HEAD", "BodyDecoder", "FramingError", "ResponseHead", "encode_re
 MAX_HEAD = 65536  # bytes of status line + headers accepted before giving up
 _MAX_LINE = 8192  # a chunk-size or trailer line longer than this is not HTTP
 _FORBIDDEN = ("\r", "\n", "\0")
+_HEX = b"0123456789abcdefABCDEF"
 # chunked-decoder states (a positive count means "inside a chunk, n bytes left")
 _SIZE, _CRLF, _TRAILER, _END = 0, -1, -2, -3
 _UNTIL_CLOSE = -1  # BodyDecoder length: the body ends when the connection does
@@ -102,7 +103,7 @@ class ResponseHead:
             self.keep_alive = False
             return BodyDecoder(_UNTIL_CLOSE, coder)
         values = {part.strip() for part in length.split(",")}
-        if len(values) != 1 or not (value := values.pop()).isdigit():
+        if len(values) != 1 or not (value := values.pop()).isascii() or not value.isdigit():
             raise FramingError("invalid Content-Length")
         return BodyDecoder(int(value), coder)
 
@@ -122,9 +123,9 @@ def parse_head(block: bytes) -> ResponseHead:
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
+        if line[:1] in (" ", "\t"):  # obs-fold, even when the continuation holds a colon
+            raise FramingError("folded header lines are not accepted")
         if not colon or not name or name[-1] in " \t":
-            if line[:1] in (" ", "\t"):
-                raise FramingError("folded header lines are not accepted")
             raise FramingError("malformed header line")
         name = name.lower()
         value = value.strip(" \t")
@@ -223,15 +224,15 @@ class BodyDecoder:
             newline = raw.find(b"\n", pos)
             if newline < 0:
                 break
+            if newline - pos > _MAX_LINE:  # however the line arrived
+                raise FramingError("chunk size or trailer line too long")
             line = raw[pos:newline]
             pos = newline + 1
             if state == _SIZE:
-                try:
-                    state = int(line.split(b";", 1)[0], 16)
-                except ValueError:
-                    raise FramingError("invalid chunk size") from None
-                if state < 0:
+                size = line.split(b";", 1)[0].rstrip(b" \t\r")
+                if not size or size.strip(_HEX):  # int() would also take 0x, _, +, spaces
                     raise FramingError("invalid chunk size")
+                state = int(size, 16)
                 if not state:
                     state = _TRAILER
             elif state == _CRLF:
