@@ -507,6 +507,7 @@ async def test_invalid_response_head(reply: bytes) -> None:
             with pytest.raises(APIConnectionError, match="invalid HTTP response") as info:
                 await transport.open(post(srv.url), connect_timeout=2)
         hidden(info.value)
+        assert srv.url.removeprefix("http://") in str(info.value)  # says where it came from
         assert srv.accepted == 1  # not retried
 
 

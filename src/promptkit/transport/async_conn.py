@@ -191,9 +191,11 @@ class Connection(asyncio.Protocol):
     # -- internals ---------------------------------------------------------------------------
 
     def _head_data(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
+        old = len(self._buffer)
+        buffer = self._buffer + data if old else data
         while True:
-            end = buffer.find(b"\r\n\r\n")
+            end = buffer.find(b"\r\n\r\n", old - 3 if old > 3 else 0)  # not again from 0
+            old = 0
             if end < 0 and len(buffer) <= MAX_HEAD:
                 self._buffer = buffer
                 return

@@ -139,7 +139,10 @@ class AsyncHTTPTransport:
                     retried = True  # most likely a pooled connection the server had closed
                     continue
                 raise APIConnectionError(f"connection to {route.label} failed: {exc}") from None
-            except BaseException:  # a failed head, a cancellation (the driver's timeouts)
+            except APIConnectionError as exc:  # a bad or cut head: name where it came from
+                conn.close()
+                raise APIConnectionError(f"{exc} (from {route.label})") from None
+            except BaseException:  # a cancellation (the driver's timeouts)
                 conn.close()
                 raise
             return AsyncBody(conn, head)
@@ -358,6 +361,8 @@ class _Pool:
         try:
             head = await conn.send("".join(lines).encode("latin-1"), "CONNECT")
         except StaleConnection as exc:
+            raise APIConnectionError(f"cannot connect to {route.label}: {exc}") from None
+        except APIConnectionError as exc:  # the proxy's reply was not HTTP
             raise APIConnectionError(f"cannot connect to {route.label}: {exc}") from None
         if not 200 <= head.status < 300:
             raise APIConnectionError(
