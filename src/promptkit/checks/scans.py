@@ -158,7 +158,10 @@ class BannedWordScan:
         known = self._known
         clear = known.get(text)
         if clear is None:  # as if a word started at text[0]: conservative, whatever came before
-            clear = self.clear_until(text, 0, released) == len(text)
+            # (the quick first-letter test, else the full one: " fox" starts like "forbidden"
+            # but is no hit and does not end in a banned word's beginning)
+            clear = (self.clear_until(text, 0, released) == len(text)
+                     or self.safe_prefix(text, "", released) == len(text))
             if len(text) <= _KNOWN_LENGTH:
                 if len(known) >= _KNOWN_SIZE:
                     known.clear()
