@@ -178,6 +178,26 @@ class PromptkitAsyncGuardedTracing(_TracingOn, PromptkitAsyncGuarded):
     """Issue 16's combined case: two streaming guardrails and OpenTelemetry on together."""
 
 
+class _NoopTracingOn:
+    """Tracing and metrics through OpenTelemetry's no-op providers: promptkit's own observe
+    work with none of the SDK's (what ``combined.py`` subtracts to show the SDK's share)."""
+
+    _options: dict[str, Any] | None = None
+
+    def observe_options(self) -> dict[str, Any]:
+        if self._options is None:  # one pair for the process, as _TracingOn has
+            from opentelemetry.metrics import NoOpMeterProvider
+            from opentelemetry.trace import NoOpTracerProvider
+
+            self._options = {"tracer_provider": NoOpTracerProvider(),
+                             "meter_provider": NoOpMeterProvider()}
+        return self._options
+
+
+class PromptkitAsyncGuardedNoopTracing(_NoopTracingOn, PromptkitAsyncGuarded):
+    """The combined case with the SDK taken out."""
+
+
 class PromptkitSync:
     """A fresh ``pack.open(...)`` conversation per stream; threads for concurrency."""
 
@@ -256,22 +276,24 @@ CLIENTS: dict[str, Spec] = {s.name: s for s in (
     Spec("raw-aiohttp+uvloop", RawAiohttp, "openai", ("aiohttp", "uvloop"), uvloop=True),
     Spec("raw-httpx2", RawHttpx2, "openai", ("httpx2",)),
     Spec("raw-http.client", RawHttpClient, "openai"),
-    Spec("promptkit-async", PromptkitAsync, "openai", ("aiohttp",)),
-    Spec("promptkit-async+uvloop", PromptkitAsync, "openai", ("aiohttp", "uvloop"), uvloop=True),
+    Spec("promptkit-async", PromptkitAsync, "openai"),
+    Spec("promptkit-async+uvloop", PromptkitAsync, "openai", ("uvloop",), uvloop=True),
     Spec("promptkit-sync", PromptkitSync, "openai"),
     # observe/: the same clients with a handler on every event, or with OTel tracing + metrics
-    Spec("promptkit-async+events", PromptkitAsyncEvents, "openai", ("aiohttp",)),
+    Spec("promptkit-async+events", PromptkitAsyncEvents, "openai"),
     Spec("promptkit-async+tracing", PromptkitAsyncTracing, "openai",
-         ("aiohttp", "opentelemetry.sdk")),
+         ("opentelemetry.sdk",)),
     Spec("promptkit-sync+events", PromptkitSyncEvents, "openai"),
     Spec("promptkit-sync+tracing", PromptkitSyncTracing, "openai", ("opentelemetry.sdk",)),
-    Spec("promptkit-async+guardrails", PromptkitAsyncGuarded, "openai", ("aiohttp",)),
+    Spec("promptkit-async+guardrails", PromptkitAsyncGuarded, "openai"),
     Spec("promptkit-sync+guardrails", PromptkitSyncGuarded, "openai"),
     Spec("promptkit-async+guardrails+tracing", PromptkitAsyncGuardedTracing, "openai",
-         ("aiohttp", "opentelemetry.sdk")),
+         ("opentelemetry.sdk",)),
+    Spec("promptkit-async+guardrails+tracing-noop", PromptkitAsyncGuardedNoopTracing, "openai",
+         ("opentelemetry",)),
     Spec("openai", OpenAISDK, "openai", ("openai",)),
     Spec("raw-aiohttp/anthropic", RawAiohttpAnthropic, "anthropic", ("aiohttp",)),
-    Spec("promptkit-async/anthropic", PromptkitAsyncAnthropic, "anthropic", ("aiohttp",)),
+    Spec("promptkit-async/anthropic", PromptkitAsyncAnthropic, "anthropic"),
     Spec("anthropic", AnthropicSDK, "anthropic", ("anthropic",)),
 )}
 

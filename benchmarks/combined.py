@@ -6,6 +6,8 @@ CPU per chunk (200 streams × 200 chunks, no pacing; the loop's CPU) of ``prompt
 plain, with the guardrails, with tracing + metrics, and with both, against the plain path; and
 streams/s at ``--concurrency`` concurrent streams (the realistic profile) of the combined
 client against raw aiohttp. Clients alternate, one fresh process per measurement, medians.
+Then ``otel_floor.py``'s measure of the OpenTelemetry SDK's own work per traced turn, as the
+bound it puts on both ratios (what tracing costs even if promptkit's part were free).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from otel_floor import sdk_turn_us  # noqa: E402
 from run import Upstream, run_client  # noqa: E402
 
 CPU_CLIENTS = ("promptkit-async", "promptkit-async+guardrails", "promptkit-async+tracing",
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     upstream = Upstream()
     cpu: dict[str, list[float]] = {c: [] for c in CPU_CLIENTS}
     conc: dict[str, list[float]] = {c: [] for c in CONC_CLIENTS}
+    conc_cpu: list[float] = []  # the plain client's CPU seconds per stream at concurrency
     errors = 0
     try:
         for _ in range(args.reps):
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
                               concurrency=args.concurrency, rounds=1, chunks=30, first=0.2,
                               gap=0.03)
                 conc[client].append(args.concurrency / float(result["wall"]))  # type: ignore[arg-type]
+                if client == "promptkit-async":
+                    conc_cpu.append(float(result["cpu_total"]) / args.concurrency)  # type: ignore[arg-type]
                 errors += int(result["errors"])  # type: ignore[call-overload]
     finally:
         upstream.stop()
@@ -69,6 +75,16 @@ def main(argv: list[str] | None = None) -> None:
     both = "promptkit-async+guardrails+tracing"
     cpu_ratio = statistics.median(cpu[both]) / plain
     conc_ratio = statistics.median(conc[both]) / floor
+    sdk = sdk_turn_us()  # in this process, after the clients: nothing else runs meanwhile
+    turn_cpu = plain * 200  # µs of CPU of a plain 200-chunk turn (the loop)
+    stream_cpu = statistics.median(conc_cpu) * 1e6  # µs of CPU per plain 30-chunk stream
+    plain_ratio = statistics.median(conc["promptkit-async"]) / floor
+    print(f"the OpenTelemetry SDK alone (otel_floor.py): {sdk:.0f} µs CPU per traced turn")
+    print(f"  = {sdk / turn_cpu:.1%} of a plain 200-chunk turn: with tracing, CPU/chunk cannot"
+          f" go below {1 + sdk / turn_cpu:.3f}x plain")
+    print(f"  = {sdk / stream_cpu:.1%} of a plain stream's CPU at {args.concurrency} concurrent"
+          f" ({stream_cpu:.0f} µs, whole process): with tracing, throughput cannot go above "
+          f"about {plain_ratio / (1 + sdk / stream_cpu):.3f}x raw aiohttp")
     print("issue 16 targets:")
     print(f"  CPU/chunk with both / plain {cpu_ratio:.3f} (<= 1.1: "
           f"{'met' if cpu_ratio <= 1.1 else 'SHORT'})")

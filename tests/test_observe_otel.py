@@ -414,3 +414,21 @@ def test_instrument_uses_the_global_providers() -> None:
     assert done.returncode == 0, done.stderr
     assert '"name": "invoke_agent assistant"' in done.stdout
     assert '"name": "chat mock-model"' in done.stdout
+
+
+def test_providers_made_per_conversation_keep_the_telemetry_cache_bounded() -> None:
+    """A Telemetry (tracer, instruments) per distinct provider pair, reused for the same pair;
+    an application creating providers per conversation does not grow it without end."""
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.trace import NoOpTracerProvider
+
+    from promptkit.observe import otel
+    from promptkit.observe.setup import ObserveOptions
+
+    tracer, meter = NoOpTracerProvider(), NoOpMeterProvider()
+    first = otel.telemetry_for(ObserveOptions(tracer, meter, False))
+    assert otel.telemetry_for(ObserveOptions(tracer, meter, False)) is first
+    kept = [(NoOpTracerProvider(), NoOpMeterProvider()) for _ in range(200)]
+    for pair in kept:
+        otel.telemetry_for(ObserveOptions(*pair, False))
+    assert len(otel._cache) <= otel._MAX_TELEMETRY

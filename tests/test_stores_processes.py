@@ -176,12 +176,20 @@ def test_two_processes_200_turns_each_lose_and_duplicate_nothing(
     kind, where = backend
     go = str(tmp_path / "go")
     racers = [child(RACER, kind, where, name, go, HELLO) for name in ("p1", "p2")]
-    deadline = time.monotonic() + 30
-    while not all(os.path.exists(f"{go}.{name}") for name in ("p1", "p2")):
-        assert time.monotonic() < deadline and all(r.poll() is None for r in racers)
-        time.sleep(0.01)
-    Path(go).touch()  # both start together
-    outputs = [r.communicate(timeout=180) for r in racers]
+    try:
+        deadline = time.monotonic() + 60
+        while not all(os.path.exists(f"{go}.{name}") for name in ("p1", "p2")):
+            dead = [r for r in racers if r.poll() is not None]
+            assert not dead, [r.communicate() for r in dead]  # a racer died: say why
+            assert time.monotonic() < deadline, "the racers did not get ready in 60 s"
+            time.sleep(0.01)
+        Path(go).touch()  # both start together
+        outputs = [r.communicate(timeout=180) for r in racers]
+    finally:  # never leave a racer behind, waiting for a start that will not come
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+                racer.communicate()
     assert [r.returncode for r in racers] == [0, 0], outputs
     conflicts = sum(int(out) for out, _ in outputs)
     store = open_store(kind, where)

@@ -8,6 +8,7 @@ makes every call safe: an exporter or SDK that raises is logged and the turn goe
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ _SCOPE = "promptkit"
 
 
 _cache: dict[tuple[int, int, bool], Telemetry] = {}
+_MAX_TELEMETRY = 64  # distinct provider pairs kept (an application has one or two)
 
 
 def telemetry_for(options: ObserveOptions) -> Telemetry:
@@ -41,6 +43,8 @@ def telemetry_for(options: ObserveOptions) -> Telemetry:
     found = _cache.get(key)
     if found is None or found.options.tracer_provider is not tracer_provider \
             or found.options.meter_provider is not meter_provider:
+        if len(_cache) >= _MAX_TELEMETRY:  # providers made per conversation: keep it bounded
+            _cache.clear()
         found = _cache[key] = Telemetry(ObserveOptions(tracer_provider, meter_provider,
                                                        capture))
     return found
@@ -52,6 +56,7 @@ CallKey = tuple[str, str, str | None, int | None, str | None, str | None]
 _MAX_CALL_KEYS = 256
 
 
+@functools.cache
 def _version() -> str:
     """promptkit's version, for the instrumentation scope."""
     from importlib.metadata import PackageNotFoundError, version
