@@ -194,6 +194,10 @@ class _NoopTracingOn:
         return self._options
 
 
+class PromptkitAsyncNoopTracing(_NoopTracingOn, PromptkitAsync):
+    """Tracing with the SDK taken out."""
+
+
 class PromptkitAsyncGuardedNoopTracing(_NoopTracingOn, PromptkitAsyncGuarded):
     """The combined case with the SDK taken out."""
 
@@ -289,6 +293,8 @@ CLIENTS: dict[str, Spec] = {s.name: s for s in (
     Spec("promptkit-sync+guardrails", PromptkitSyncGuarded, "openai"),
     Spec("promptkit-async+guardrails+tracing", PromptkitAsyncGuardedTracing, "openai",
          ("opentelemetry.sdk",)),
+    Spec("promptkit-async+tracing-noop", PromptkitAsyncNoopTracing, "openai",
+         ("opentelemetry",)),
     Spec("promptkit-async+guardrails+tracing-noop", PromptkitAsyncGuardedNoopTracing, "openai",
          ("opentelemetry",)),
     Spec("openai", OpenAISDK, "openai", ("openai",)),

@@ -6,8 +6,10 @@ CPU per chunk (200 streams × 200 chunks, no pacing; the loop's CPU) of ``prompt
 plain, with the guardrails, with tracing + metrics, and with both, against the plain path; and
 streams/s at ``--concurrency`` concurrent streams (the realistic profile) of the combined
 client against raw aiohttp. Clients alternate, one fresh process per measurement, medians.
-Then ``otel_floor.py``'s measure of the OpenTelemetry SDK's own work per traced turn, as the
-bound it puts on both ratios (what tracing costs even if promptkit's part were free).
+Then the OpenTelemetry SDK's own share: in place (the combined client against the same client
+with OpenTelemetry's no-op providers, so promptkit's observe and guardrail code still runs) and
+in a tight loop (``otel_floor.py``: only the SDK calls a traced turn makes), each as the bound it
+puts on the ratios (what tracing costs even if promptkit's part were free).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ sys.path.insert(0, str(HERE))
 from otel_floor import sdk_turn_us  # noqa: E402
 from run import Upstream, run_client  # noqa: E402
 
+BOTH = "promptkit-async+guardrails+tracing"
+NO_SDK = "promptkit-async+guardrails+tracing-noop"  # the same, through no-op OTel providers
 CPU_CLIENTS = ("promptkit-async", "promptkit-async+guardrails", "promptkit-async+tracing",
-               "promptkit-async+guardrails+tracing")
-CONC_CLIENTS = ("raw-aiohttp", "promptkit-async", "promptkit-async+guardrails+tracing")
+               "promptkit-async+tracing-noop", BOTH, NO_SDK)
+CONC_CLIENTS = ("raw-aiohttp", "promptkit-async", BOTH, NO_SDK)
 
 
 def _job(upstream: Upstream, client: str, **job: object) -> dict[str, object]:
@@ -72,13 +76,19 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {client:36s} {statistics.median(values):6.0f}  "
               f"x raw aiohttp {statistics.median(values) / floor:.3f}")
     print(f"errors: {errors}")
-    both = "promptkit-async+guardrails+tracing"
-    cpu_ratio = statistics.median(cpu[both]) / plain
-    conc_ratio = statistics.median(conc[both]) / floor
+    cpu_ratio = statistics.median(cpu[BOTH]) / plain
+    conc_ratio = statistics.median(conc[BOTH]) / floor
+    plain_ratio = statistics.median(conc["promptkit-async"]) / floor
+    # the SDK's share in place: the combined client against itself with no-op providers
+    sdk_cpu = statistics.median(cpu[BOTH]) / statistics.median(cpu[NO_SDK])
+    sdk_conc = statistics.median(conc[BOTH]) / statistics.median(conc[NO_SDK])
+    print(f"the OpenTelemetry SDK's own share, in place ({BOTH} against {NO_SDK}):")
+    print(f"  CPU/chunk x{sdk_cpu:.3f}; streams/s x{sdk_conc:.3f}: were promptkit's guardrails "
+          f"and observe code free, streams/s could reach {plain_ratio * sdk_conc:.3f}x raw "
+          "aiohttp at most")
     sdk = sdk_turn_us()  # in this process, after the clients: nothing else runs meanwhile
     turn_cpu = plain * 200  # µs of CPU of a plain 200-chunk turn (the loop)
     stream_cpu = statistics.median(conc_cpu) * 1e6  # µs of CPU per plain 30-chunk stream
-    plain_ratio = statistics.median(conc["promptkit-async"]) / floor
     print(f"the OpenTelemetry SDK alone (otel_floor.py): {sdk:.0f} µs CPU per traced turn")
     print(f"  = {sdk / turn_cpu:.1%} of a plain 200-chunk turn: with tracing, CPU/chunk cannot"
           f" go below {1 + sdk / turn_cpu:.3f}x plain")
