@@ -52,6 +52,7 @@ def test_a_tool_calling_turn_emits_each_step_once_in_order(driver: Driver) -> No
     call = by_name["provider.call.completed"]
     assert call["provider"] == "mock" and call["model"] == "mock-model"
     assert call["attempt"] == 0 and call["status"] == 200
+    assert call["response_id"] == "chatcmpl-mock"  # the mock speaks OpenAI Chat
     assert call["finish_reason"] == "stop" and call["usage"].output_tokens > 0
     assert call["cost"] == 0.0 and call["duration"] >= call["time_to_first_token"] >= 0
     assert by_name["tool.call.started"]["arguments"] == {"city": "Paris", "country": "FR"}

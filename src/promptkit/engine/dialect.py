@@ -155,6 +155,9 @@ class RoundResult:
     usage: Usage
     finish_reason: str | None
     model: str | None = None
+    #: the provider's id of this response (``chatcmpl-…``, ``msg_…``, ``resp_…``, Gemini's
+    #: ``responseId``), for ``gen_ai.response.id``; ``None`` when the dialect has none
+    response_id: str | None = None
 
 
 class RoundDecoder(Protocol):

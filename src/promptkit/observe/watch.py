@@ -294,7 +294,7 @@ class TurnWatch:
                 "usage": result.usage, "cost": cost_of(model, result.usage),
                 "duration": duration, "time_to_first_token": ttft,
                 "finish_reason": result.finish_reason, "status": status,
-                "request_id": request_id})
+                "request_id": request_id, "response_id": result.response_id})
         else:
             self._emit("provider.call.failed", lambda: {
                 "provider": self.provider, "model": request.model, "attempt": attempt,
@@ -304,9 +304,8 @@ class TurnWatch:
             attributes: dict[str, Any] = {}
             if result is not None:
                 attributes[sc.GEN_AI_RESPONSE_MODEL] = result.model or request.model
-                response_id = getattr(result, "response_id", None)  # when a dialect has it
-                if isinstance(response_id, str):
-                    attributes[sc.GEN_AI_RESPONSE_ID] = response_id
+                if result.response_id is not None:  # when the dialect has one
+                    attributes[sc.GEN_AI_RESPONSE_ID] = result.response_id
                 if result.finish_reason:
                     attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = (result.finish_reason,)
                 attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] = result.usage.input_tokens

@@ -294,7 +294,8 @@ class AnthropicDecoder(DecoderBase):
         message = Message(role="assistant", text=self.partial_text, tool_calls=calls,
                           usage=usage, finish_reason=finish_reason, extra=extra)
         return RoundResult(message=message, usage=usage or Usage(),
-                           finish_reason=finish_reason, model=self._model)
+                           finish_reason=finish_reason, model=self._model,
+                           response_id=self._message_id or None)
 
     # --- the hot path ------------------------------------------------------------------------
 

@@ -254,7 +254,7 @@ class GeminiDecoder(DecoderBase):
     """Decodes one streamed Gemini reply (implements ``RoundDecoder``)."""
 
     __slots__ = ("_block", "_calls", "_candidate", "_finish", "_frames", "_model", "_open",
-                 "_parts", "_usage")
+                 "_parts", "_response_id", "_usage")
 
     def __init__(self, *, provider: str = "gemini") -> None:
         super().__init__(provider)
@@ -267,6 +267,7 @@ class GeminiDecoder(DecoderBase):
         self._block: dict[str, Any] | None = None
         self._usage: dict[str, Any] | None = None
         self._model: str | None = None
+        self._response_id: str | None = None
 
     def _frame(self, data: bytes) -> list[Any]:
         return self._frames.decode(data)
@@ -296,7 +297,8 @@ class GeminiDecoder(DecoderBase):
         message = Message(role="assistant", text=self.partial_text, tool_calls=calls,
                           usage=usage, finish_reason=finish_reason, extra=extra)
         return RoundResult(message=message, usage=usage or Usage(),
-                           finish_reason=finish_reason, model=self._model)
+                           finish_reason=finish_reason, model=self._model,
+                           response_id=self._response_id)
 
     # --- the hot path ------------------------------------------------------------------------
 
@@ -350,6 +352,9 @@ class GeminiDecoder(DecoderBase):
         model = obj.get("modelVersion")
         if model and type(model) is str:
             self._model = model
+        response_id = obj.get("responseId")
+        if response_id and type(response_id) is str:
+            self._response_id = response_id
 
     def _part(self, part: dict[str, Any], chunks: list[StreamChunk]) -> None:
         call = part.get("functionCall")

@@ -271,6 +271,7 @@ class OpenAIChatDecoder:
         "_model",
         "_provider",
         "_refusal",
+        "_response_id",
         "_sse",
         "_text",
         "_usage",
@@ -292,6 +293,7 @@ class OpenAIChatDecoder:
         self._refusal = False
         self._usage: Usage | None = None
         self._model: str | None = None
+        self._response_id: str | None = None
         self._flushed = False
         self._error: ProviderError | None = None
 
@@ -330,7 +332,8 @@ class OpenAIChatDecoder:
         message = Message(role="assistant", text=text, tool_calls=calls, usage=self._usage,
                           finish_reason=finish_reason)
         return RoundResult(message=message, usage=self._usage or Usage(),
-                           finish_reason=finish_reason, model=self._model)
+                           finish_reason=finish_reason, model=self._model,
+                           response_id=self._response_id)
 
     # --- the hot path ------------------------------------------------------------------------
 
@@ -376,10 +379,13 @@ class OpenAIChatDecoder:
                 usage = obj.get("usage")
                 if usage:
                     self._usage = _usage(usage)
-                if self._model is None:
+                if self._model is None:  # both come with every chunk: take the first's
                     model = obj.get("model")
                     if model and type(model) is str:
                         self._model = model
+                    response_id = obj.get("id")
+                    if response_id and type(response_id) is str:
+                        self._response_id = response_id
         except (AttributeError, TypeError):  # a value of the wrong JSON type
             error = _protocol_error(payload)
         except (APIStatusError, StreamProtocolError) as exc:

@@ -290,7 +290,7 @@ class OpenAIResponsesDecoder(DecoderBase):
     """Decodes one streamed Responses reply (implements ``RoundDecoder``)."""
 
     __slots__ = ("_by_item", "_calls", "_ids", "_model", "_reason", "_reasoning", "_refusal",
-                 "_sse", "_streamed", "_thought_key", "_usage")
+                 "_response_id", "_sse", "_streamed", "_thought_key", "_usage")
 
     def __init__(self, *, provider: str = "openai") -> None:
         super().__init__(provider)
@@ -305,6 +305,7 @@ class OpenAIResponsesDecoder(DecoderBase):
         self._reason: str | None = None
         self._usage: Usage | None = None
         self._model: str | None = None
+        self._response_id: str | None = None
 
     def _frame(self, data: bytes) -> list[Any]:
         return self._sse.decode_data(data)
@@ -333,7 +334,7 @@ class OpenAIResponsesDecoder(DecoderBase):
         message = Message(role="assistant", text=self.partial_text, tool_calls=calls,
                           usage=self._usage, finish_reason=reason, extra=extra)
         return RoundResult(message=message, usage=self._usage or Usage(), finish_reason=reason,
-                           model=self._model)
+                           model=self._model, response_id=self._response_id)
 
     # --- the hot path ------------------------------------------------------------------------
 
@@ -444,6 +445,9 @@ class OpenAIResponsesDecoder(DecoderBase):
         model = response.get("model")
         if isinstance(model, str) and model:
             self._model = model
+        response_id = response.get("id")
+        if isinstance(response_id, str) and response_id:
+            self._response_id = response_id
         usage = response.get("usage")
         if isinstance(usage, dict):
             cached = usage.get("input_tokens_details") or {}
