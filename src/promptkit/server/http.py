@@ -65,17 +65,26 @@ def sse_event(data: Any, event: str | None = None) -> bytes:
     return head + b"data: " + encode(data) + b"\n\n"
 
 
+KEEPALIVE = 15.0  # seconds without a write before an SSE comment keeps proxies from timing out
+_PING = b": ping\n\n"
+
+
 class EventStream:
     """An ASGI response streaming ``events`` (bytes) as ``text/event-stream``.
 
     While it streams it also waits for the client's ``http.disconnect``: a client that leaves
     cancels the producer at once (closing the upstream model call), even while the producer
-    is waiting for the model's first token and nothing is being written.
+    is waiting for the model's first token and nothing is being written. After ``keepalive``
+    seconds without a write (a slow first token, a long tool call) it writes an SSE comment
+    (``: ping``), which clients ignore and proxies count as traffic (nginx closes a silent
+    upstream after 60 s); ``None`` turns that off. One timer per stream, re-armed from the last
+    write, not one per event.
     """
 
-    def __init__(self, events: AsyncIterator[bytes], *, headers: dict[str, str] | None = None
-                 ) -> None:
+    def __init__(self, events: AsyncIterator[bytes], *, headers: dict[str, str] | None = None,
+                 keepalive: float | None = KEEPALIVE) -> None:
         self.events = events
+        self.keepalive = keepalive
         self.headers = {"content-type": "text/event-stream; charset=utf-8",
                         "cache-control": "no-cache", "x-accel-buffering": "no",
                         **(headers or {})}
@@ -109,17 +118,42 @@ class EventStream:
             producer.cancel()  # closes the model call now, even mid-wait for a token
             ready.set()
 
+        loop = asyncio.get_running_loop()
+        interval = self.keepalive
+        last_write = loop.time()
+        timer: asyncio.TimerHandle | None = None
+
+        def tick() -> None:  # a ping is due if nothing was written for a whole interval
+            nonlocal timer
+            assert interval is not None
+            idle = loop.time() - last_write
+            if idle >= interval:
+                done["ping"] = True
+                ready.set()
+                idle = 0.0
+            timer = loop.call_later(interval - idle, tick)
+
+        if interval is not None:
+            timer = loop.call_later(interval, tick)
         producer = asyncio.ensure_future(produce())
         watcher = asyncio.ensure_future(watch())
         try:
             while (buffer or not done["finished"]) and not done["gone"]:
                 if not buffer:
+                    if done.pop("ping", False):
+                        await send({"type": "http.response.body", "body": _PING,
+                                    "more_body": True})
+                        last_write = loop.time()
+                        continue
                     await ready.wait()
                     ready.clear()
                     continue
                 data = b"".join(buffer) if len(buffer) > 1 else buffer[0]
                 buffer.clear()
                 await send({"type": "http.response.body", "body": data, "more_body": True})
+                if interval is not None:
+                    last_write = loop.time()
+                    done.pop("ping", None)  # this write was traffic enough
             if not done["gone"]:
                 await producer  # its failure, if any, is this stream's
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -131,6 +165,8 @@ class EventStream:
         except Exception as exc:
             logger.error("stream failed: %s: %s", type(exc).__name__, redact(str(exc)))
         finally:
+            if timer is not None:
+                timer.cancel()
             for task in (producer, watcher):
                 if not task.done():
                     task.cancel()
