@@ -8,15 +8,18 @@ makes every call safe: an exporter or SDK that raises is logged and the turn goe
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from promptkit.observe import logs, setup
 from promptkit.observe import semconv as sc
 from promptkit.observe.setup import ObserveOptions, require_otel
 
-__all__ = ["Telemetry", "telemetry_for"]
+__all__ = ["Telemetry", "continue_trace", "telemetry_for"]
 
 _SCOPE = "promptkit"
 
@@ -48,6 +51,30 @@ def telemetry_for(options: ObserveOptions) -> Telemetry:
         found = _cache[key] = Telemetry(ObserveOptions(tracer_provider, meter_provider,
                                                        capture))
     return found
+
+
+@contextlib.contextmanager
+def continue_trace(headers: Mapping[str, str]) -> Iterator[None]:
+    """While inside, the trace a request's headers carry (W3C ``traceparent``/``tracestate``,
+    or whatever propagators the application configured) is the current context, so a turn
+    planned then (``conversation.stream()``) is a child span of the caller's. Does nothing,
+    and imports nothing, unless the request has a ``traceparent`` and OpenTelemetry is already
+    loaded (an application that does not trace has nothing to continue)."""
+    if "traceparent" not in headers or "opentelemetry" not in sys.modules:
+        yield
+        return
+    try:
+        from opentelemetry import context, propagate
+
+        token = context.attach(propagate.extract(headers))
+    except Exception as exc:  # a broken propagator must not fail the request
+        logs.handler_failed(continue_trace, "the request's trace context", exc)
+        yield
+        return
+    try:
+        yield
+    finally:
+        context.detach(token)
 
 
 #: the metric attributes of a model call: (provider, request model, host, port, response

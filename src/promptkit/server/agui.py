@@ -22,6 +22,7 @@ from starlette.responses import Response
 import promptkit
 from promptkit import ChunkType, Message, PromptKitError, ToolCall, ToolResult, VariableError
 from promptkit._redact import redact
+from promptkit.observe.otel import continue_trace
 from promptkit.server._extra import require
 from promptkit.server.encoding import plain
 from promptkit.server.http import ApiError, EventStream, read_json
@@ -97,7 +98,8 @@ async def run_agent(request: Request) -> Response | EventStream:
                                         variables=dict(variables), **state.hub.options.kwargs())
     await state.hub.prepare(conversation)
     try:
-        stream = conversation.stream(user.text)
+        with continue_trace(request.headers):  # the caller's trace parents the turn's span
+            stream = conversation.stream(user.text)
     except VariableError as exc:
         raise ApiError(400, "invalid_variables", str(exc)) from None
 

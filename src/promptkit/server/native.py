@@ -29,6 +29,7 @@ from promptkit import (
     PromptNotFoundError,
     VariableError,
 )
+from promptkit.observe.otel import continue_trace
 from promptkit.server.encoding import chunk_json, error_json, message_json, response_json
 from promptkit.server.http import ApiError, EventStream, read_json, sse_event
 from promptkit.server.hub import ServerState
@@ -103,7 +104,8 @@ async def post_message(request: Request) -> Response | EventStream:
     if conversation is None:
         raise ApiError(404, "not_found", "no such conversation")
     try:
-        stream = conversation.stream(content)
+        with continue_trace(request.headers):  # the caller's trace parents the turn's span
+            stream = conversation.stream(content)
     except ConversationBusyError:
         raise ApiError(409, "conversation_busy",
                        "this conversation is already answering a message") from None

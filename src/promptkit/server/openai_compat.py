@@ -40,6 +40,7 @@ from promptkit import (
     VariableError,
 )
 from promptkit._json import encode
+from promptkit.observe.otel import continue_trace
 from promptkit.server.encoding import error_json
 from promptkit.server.http import ApiError, EventStream, read_json
 from promptkit.server.hub import ServerState, maybe_await, new_id
@@ -309,7 +310,8 @@ async def chat_completions(request: Request) -> HTTPResponse | EventStream:
     state: ServerState = request.app.state.promptkit
     completion = _Completion(state, await read_json(request, state.max_body))
     try:
-        _, stream = await completion.open()
+        with continue_trace(request.headers):  # the caller's trace parents the turn's span
+            _, stream = await completion.open()
     except PromptNotFoundError as exc:
         raise ApiError(404, "model_not_found", str(exc)) from None
     except VariableError as exc:
