@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from promptkit._errors import APIConnectionError, ConnectTimeout
 from promptkit.transport.async_conn import AsyncBody, Connection, StaleConnection
 from promptkit.transport.http11 import UnsendableRequest, encode_request
-from promptkit.transport.sync_http import _finite, _hostport, _Route, _unsendable, env_proxy
+from promptkit.transport.sync_http import _finite, _hostport, _Route, _unsendable, route_for
 
 if TYPE_CHECKING:
     import ssl
@@ -161,27 +161,15 @@ class AsyncHTTPTransport:
 
     def _target(self, url: str) -> _Target:
         parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https") or not parts.hostname:
-            raise APIConnectionError("unsupported request URL: need http(s)://host")
-        try:
-            port = parts.port or (443 if scheme == "https" else 80)
-        except ValueError:
-            raise APIConnectionError("invalid port in the request URL") from None
-        host = parts.hostname
-        proxy = env_proxy(scheme, host, port) if self._trust_env else None
-        label = _hostport(host, port)
-        forward = None
+        route = route_for(parts.scheme, parts.netloc, self._trust_env)
+        scheme, host, port = route.key
         path = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
         default = port == (443 if scheme == "https" else 80)
-        host_header = (f"[{host}]" if ":" in host else host) if default else label
-        if proxy is not None:
-            label += f" (via proxy {proxy.host}:{proxy.port})"
-            if scheme == "http":  # the proxy itself gets the request, with an absolute target
-                auth = proxy.auth_header()
-                forward = {"Proxy-Authorization": auth} if auth else {}
-                path = f"http://{host_header}{path}"
-        target = _Target(_Route((scheme, host, port), label, proxy, forward), path, host_header)
+        host_header = (f"[{host}]" if ":" in host else host) if default \
+            else _hostport(host, port)
+        if route.forward is not None:  # plain http through a proxy: an absolute target
+            path = f"http://{host_header}{path}"
+        target = _Target(route, path, host_header)
         if len(self._targets) >= 256:  # e.g. many distinct URLs: keep it bounded
             self._targets.clear()
         self._targets[url] = target

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from promptkit.engine.dialect import HTTPRequest
 
-__all__ = ["ProxyInfo", "SyncHTTPTransport", "env_proxy"]
+__all__ = ["ProxyInfo", "SyncHTTPTransport", "env_proxy", "route_for"]
 
 _READ_SIZE = 65536
 _TIMEOUT_SLACK = 0.001  # a read timeout within 1 ms of the one set keeps the socket as it is
@@ -117,6 +117,29 @@ class _Route:
     label: str
     proxy: ProxyInfo | None
     forward: dict[str, str] | None
+
+
+def route_for(scheme: str, netloc: str, trust_env: bool) -> _Route:
+    """How to reach the origin ``scheme://netloc`` (both transports): its pool key, its label
+    for errors, and the environment's proxy for it when ``trust_env``."""
+    parts = urlsplit(f"{scheme}://{netloc}")
+    scheme = scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise APIConnectionError(f"unsupported URL {scheme}://{netloc}: need http(s)://host")
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise APIConnectionError(f"invalid port in URL {scheme}://{netloc}") from None
+    host = parts.hostname
+    proxy = env_proxy(scheme, host, port) if trust_env else None
+    label = _hostport(host, port)
+    forward = None
+    if proxy is not None:
+        label += f" (via proxy {proxy.host}:{proxy.port})"
+        auth = proxy.auth_header()
+        if scheme == "http":  # the proxy itself gets the request: these headers go with it
+            forward = {"Proxy-Authorization": auth} if auth else {}
+    return _Route((scheme, host, port), label, proxy, forward)
 
 
 def _reason(exc: BaseException) -> str:
@@ -243,24 +266,7 @@ class SyncHTTPTransport:
         route = self._routes.get((scheme, netloc))
         if route is not None:
             return route
-        parts = urlsplit(f"{scheme}://{netloc}")
-        scheme = scheme.lower()
-        if scheme not in ("http", "https") or not parts.hostname:
-            raise APIConnectionError(f"unsupported URL {scheme}://{netloc}: need http(s)://host")
-        try:
-            port = parts.port or (443 if scheme == "https" else 80)
-        except ValueError:
-            raise APIConnectionError(f"invalid port in URL {scheme}://{netloc}") from None
-        host = parts.hostname
-        proxy = env_proxy(scheme, host, port) if self._trust_env else None
-        label = _hostport(host, port)
-        forward = None
-        if proxy is not None:
-            label += f" (via proxy {proxy.host}:{proxy.port})"
-            auth = proxy.auth_header()
-            if scheme == "http":
-                forward = {"Proxy-Authorization": auth} if auth else {}
-        route = _Route((scheme, host, port), label, proxy, forward)
+        route = route_for(scheme, netloc, self._trust_env)
         if len(self._routes) >= 256:  # e.g. HTTP tools calling many hosts: keep it bounded
             self._routes.clear()
         self._routes[(scheme, netloc)] = route
