@@ -121,4 +121,5 @@ def test_a_stored_message_costs_little_beyond_its_text() -> None:
     # one packed segment: its header, a few bytes of framing per message, the record itself
     beyond = held - 20 * (len(text) + len(answer))
     assert beyond < 20 * 2 * 12 + 400, beyond
+    assert held < 2 * 20 * (len(text) + len(answer))
 
